@@ -1,0 +1,5 @@
+"""``python -m hodei`` is the ``hodei`` command."""
+
+from hodei.cli import main
+
+main()

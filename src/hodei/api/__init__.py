@@ -1,0 +1,1 @@
+"""The public doors: gRPC and HTTP. Both call the same services."""

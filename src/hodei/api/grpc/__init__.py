@@ -1,0 +1,1 @@
+"""The gRPC API (package hodei.v1)."""

@@ -1,0 +1,168 @@
+"""WorkerAgentService: registration and the one bidirectional stream per worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from hodei.api.grpc import convert
+from hodei.api.grpc.errors import abort_with, unary
+from hodei.domain.errors import AuthenticationError, HodeiError, StaleAttemptError
+from hodei.scheduler.sessions import (
+    AckCommand,
+    CancelCommand,
+    Command,
+    RejectCommand,
+    RunCommand,
+    WorkerSession,
+)
+from hodei.services.workers import JobOutcome, WorkerService
+from hodei.v1 import worker_pb2, worker_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+Context = grpc.aio.ServicerContext[Any, Any]
+SESSION_SCHEME = "session "
+
+
+def session_token_from(context: Context) -> str:
+    """The session token in ``authorization: Session <token>`` metadata."""
+    for key, value in context.invocation_metadata() or ():
+        if (
+            key == "authorization"
+            and isinstance(value, str)
+            and value.lower().startswith(SESSION_SCHEME)
+        ):
+            return value[len(SESSION_SCHEME) :].strip()
+    raise AuthenticationError("the stream carries no 'authorization: Session <token>' metadata")
+
+
+def command_to_proto(command: Command) -> worker_pb2.ServerMessage:
+    """A command for the worker, on the wire."""
+    match command:
+        case RunCommand(claimed):
+            job = claimed.job
+            return worker_pb2.ServerMessage(
+                run=worker_pb2.RunJob(
+                    ref=worker_pb2.AttemptRef(job_id=job.id, attempt=job.attempt),
+                    definition=convert.definition_to_proto(job, reveal_secrets=True),
+                    first_sequence=claimed.first_sequence,
+                )
+            )
+        case CancelCommand(job_id, attempt, grace):
+            return worker_pb2.ServerMessage(
+                cancel=worker_pb2.CancelJobCommand(
+                    ref=worker_pb2.AttemptRef(job_id=job_id, attempt=attempt),
+                    grace_ms=int(grace.total_seconds() * 1000),
+                )
+            )
+        case AckCommand(job_id, attempt, logs_through, result):
+            ack = worker_pb2.Ack(ref=worker_pb2.AttemptRef(job_id=job_id, attempt=attempt))
+            if logs_through is not None:
+                ack.logs_through = logs_through
+            if result is not None:
+                ack.result = convert.job_state_to_proto(result)
+            return worker_pb2.ServerMessage(ack=ack)
+        case RejectCommand(job_id, attempt, reason):
+            return worker_pb2.ServerMessage(
+                rejection=worker_pb2.Rejection(
+                    ref=worker_pb2.AttemptRef(job_id=job_id, attempt=attempt), reason=reason
+                )
+            )
+
+
+class WorkerAgentServicer(worker_pb2_grpc.WorkerAgentServiceServicer):
+    def __init__(self, workers: WorkerService) -> None:
+        self._workers = workers
+
+    @unary
+    async def Register(
+        self, request: worker_pb2.RegisterRequest, context: Context
+    ) -> worker_pb2.RegisterResponse:
+        registration = await self._workers.register(
+            request.otp, convert.worker_info_from_proto(request.info)
+        )
+        interval = self._workers.config.heartbeat_interval
+        return worker_pb2.RegisterResponse(
+            worker_id=registration.worker_id,
+            session_token=registration.session_token,
+            heartbeat_interval_ms=int(interval.total_seconds() * 1000),
+        )
+
+    async def Connect(
+        self, request_iterator: AsyncIterator[worker_pb2.WorkerMessage], context: Context
+    ) -> AsyncIterator[worker_pb2.ServerMessage]:
+        try:
+            session = await self._workers.open_session(session_token_from(context))
+        except HodeiError as error:
+            await abort_with(context, error)
+        reader = asyncio.create_task(self._read(session, request_iterator))
+        reason = "stream closed"
+        try:
+            while (command := await session.outbox.get()) is not None:
+                yield command_to_proto(command)
+            reason = "replaced by a newer stream"
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+            await self._workers.close_session(session, reason)
+
+    async def _read(
+        self, session: WorkerSession, messages: AsyncIterator[worker_pb2.WorkerMessage]
+    ) -> None:
+        try:
+            async for message in messages:
+                await self._handle(session, message)
+        except Exception:
+            log.exception("stream of worker %s failed", session.worker_id)
+        finally:
+            session.close()
+
+    async def _handle(self, session: WorkerSession, message: worker_pb2.WorkerMessage) -> None:
+        kind = message.WhichOneof("body")
+        if kind is None:
+            return
+        try:
+            if kind == "heartbeat":
+                beat = message.heartbeat
+                await self._workers.heartbeat(
+                    session, cpu_percent=beat.cpu_percent, memory_used_mb=beat.memory_used_mb
+                )
+            elif kind == "started":
+                ref = message.started.ref
+                await self._workers.job_started(
+                    session,
+                    ref.job_id,
+                    ref.attempt,
+                    message.started.pid,
+                    convert.from_timestamp(message.started.started_at),
+                )
+            elif kind == "logs":
+                ref = message.logs.ref
+                lines = [
+                    convert.log_line_from_proto(line, ref.attempt) for line in message.logs.lines
+                ]
+                await self._workers.logs_received(session, ref.job_id, ref.attempt, lines)
+            elif kind == "result":
+                await self._workers.job_finished(session, _outcome(message.result))
+        except StaleAttemptError as error:
+            ref = getattr(message, kind).ref
+            log.warning("refused %s from worker %s: %s", kind, session.worker_id, error)
+            session.send(RejectCommand(ref.job_id, ref.attempt, str(error)))
+
+
+def _outcome(result: worker_pb2.JobResult) -> JobOutcome:
+    return JobOutcome(
+        job_id=result.ref.job_id,
+        attempt=result.ref.attempt,
+        state=convert.job_state_from_proto(result.state),
+        exit_code=result.exit_code if result.HasField("exit_code") else None,
+        error_message=result.error_message,
+        finished_at=convert.from_timestamp(result.finished_at),
+    )

@@ -1,0 +1,167 @@
+"""The FastAPI application: REST under /api/v1 mirroring the gRPC services, and probes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import JSONResponse
+
+from hodei.api.http.models import (
+    JobDefinition,
+    JobList,
+    JobOut,
+    LogLineOut,
+    LogPage,
+    Problem,
+    QueueJobResponse,
+    QueueStatusOut,
+    StateName,
+    WorkerOut,
+)
+from hodei.domain.errors import (
+    AuthenticationError,
+    ConflictError,
+    FailedPreconditionError,
+    HodeiError,
+    NotFoundError,
+    UnavailableError,
+    ValidationError,
+)
+from hodei.domain.states import JobState
+from hodei.services import ANONYMOUS_ACTOR
+from hodei.services.registry import Services
+from hodei.store.jobs import JobFilter, parse_job_id
+from hodei.store.logs import LogQuery
+
+_STATUS: list[tuple[type[HodeiError], int]] = [
+    (ValidationError, 422),
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (FailedPreconditionError, 409),
+    (AuthenticationError, 401),
+    (UnavailableError, 503),
+]
+
+_ERRORS: dict[int | str, dict[str, object]] = {
+    404: {"model": Problem, "description": "No such job"},
+    409: {"model": Problem, "description": "Not possible in the job's current state"},
+    503: {"model": Problem, "description": "PostgreSQL is unavailable"},
+}
+
+
+def http_status_for(error: HodeiError) -> int:
+    """The HTTP status for a domain error: the one place that decides it."""
+    for kind, status in _STATUS:
+        if isinstance(error, kind):
+            return status
+    return 500
+
+
+def _error_response(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, HodeiError)
+    status = http_status_for(error)
+    if isinstance(error, ValidationError):
+        details = [
+            {"loc": ["body", *v.field.split(".")], "msg": v.message, "type": "value_error"}
+            for v in error.violations
+        ]
+        return JSONResponse({"detail": details}, status_code=status)
+    headers = {"Retry-After": "1"} if error.retryable else None
+    return JSONResponse({"detail": str(error)}, status_code=status, headers=headers)
+
+
+def create_app(services: Services) -> FastAPI:
+    """The HTTP application for one server."""
+    app = FastAPI(
+        title="Hodei Jobs",
+        version="1",
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+    )
+    app.add_exception_handler(HodeiError, _error_response)
+
+    @app.get("/healthz", tags=["probes"])
+    async def healthz() -> dict[str, str]:
+        """The process is alive."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["probes"], responses={503: {"model": Problem}})
+    async def readyz() -> dict[str, str]:
+        """The server can serve: PostgreSQL answers."""
+        await services.check_ready()
+        return {"status": "ready"}
+
+    @app.post("/api/v1/jobs", status_code=201, tags=["jobs"], responses=_ERRORS)
+    async def queue_job(definition: JobDefinition) -> QueueJobResponse:
+        """Queue a job (QueueJob)."""
+        job_id = await services.jobs.submit(definition.model_dump(), ANONYMOUS_ACTOR)
+        return QueueJobResponse(job_id=job_id)
+
+    @app.get("/api/v1/jobs", tags=["jobs"], responses=_ERRORS)
+    async def list_jobs(
+        state: Annotated[list[StateName] | None, Query()] = None,
+        name: str = "",
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        page_size: Annotated[int, Query(ge=0, le=500)] = 0,
+        page_token: str = "",
+    ) -> JobList:
+        """The job history, newest first (ListJobs)."""
+        job_filter = JobFilter(
+            states=tuple(JobState(s) for s in state or ()),
+            name=name.strip(),
+            created_after=created_after,
+            created_before=created_before,
+        )
+        page = await services.jobs.history(job_filter, page_size, page_token)
+        return JobList(
+            jobs=[JobOut.from_job(job) for job in page.jobs],
+            next_page_token=page.next_page_token,
+        )
+
+    @app.get("/api/v1/jobs/{job_id}", tags=["jobs"], responses=_ERRORS)
+    async def get_job(job_id: str) -> JobOut:
+        """One job with its state (GetJob)."""
+        return JobOut.from_job(await services.jobs.get(parse_job_id(job_id)))
+
+    @app.post("/api/v1/jobs/{job_id}/cancel", tags=["jobs"], responses=_ERRORS)
+    async def cancel_job(job_id: str) -> JobOut:
+        """Cancel a job (CancelJob)."""
+        return JobOut.from_job(await services.jobs.cancel(parse_job_id(job_id), ANONYMOUS_ACTOR))
+
+    @app.get("/api/v1/jobs/{job_id}/logs", tags=["logs"], responses=_ERRORS)
+    async def get_logs(
+        job_id: str,
+        after: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=0, le=10_000)] = 0,
+    ) -> LogPage:
+        """A page of the job's log after a sequence number (GetLogs)."""
+        query = LogQuery(job_id=parse_job_id(job_id), after_sequence=after, limit=limit)
+        lines, finished = await services.logs.page(query)
+        return LogPage(
+            lines=[LogLineOut.from_record(line) for line in lines],
+            last_sequence=lines[-1].sequence if lines else after,
+            job_finished=finished,
+        )
+
+    @app.get("/api/v1/queue", tags=["scheduler"], responses=_ERRORS)
+    async def queue_status() -> QueueStatusOut:
+        """Jobs per state and the queue depth (GetQueueStatus)."""
+        status = await services.scheduler.queue_status()
+        return QueueStatusOut(
+            jobs_by_state=status.jobs_by_state,
+            queue_depth=status.queue_depth,
+            delayed=status.delayed,
+            ready_workers=status.ready_workers,
+        )
+
+    @app.get("/api/v1/workers", tags=["scheduler"], responses=_ERRORS)
+    async def list_workers(include_terminated: bool = False) -> list[WorkerOut]:
+        """Registered workers (ListWorkers)."""
+        workers = await services.scheduler.workers(include_terminated)
+        return [WorkerOut.from_worker(w) for w in workers]
+
+    return app

@@ -1,0 +1,353 @@
+"""The ``hodei`` command: run the platform, its server and workers, and drive jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+import grpc
+import psutil
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from hodei.cli_jobs import job_app, logs
+from hodei.config import Settings
+from hodei.domain.errors import HodeiError
+from hodei.domain.providers import ProviderConfig, ProviderType
+from hodei.server import HodeiServer, ServerConfig
+from hodei.services.workers import WorkerProtocolConfig
+from hodei.store.database import Database
+from hodei.store.embedded import EmbeddedPostgres
+from hodei.store.migrations import migrate
+from hodei.store.providers import ProviderRepository
+from hodei.worker.agent import AgentConfig, WorkerAgent
+from hodei.worker.runtime import ProcessRuntime
+
+err = Console(stderr=True, highlight=False)
+log = logging.getLogger("hodei")
+
+app = typer.Typer(
+    name="hodei",
+    help="Hodei Jobs: queue jobs in PostgreSQL, run them on workers, stream their logs live.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="The database: migrations and connection URL.", no_args_is_help=True)
+app.add_typer(job_app, name="job")
+app.add_typer(db_app, name="db")
+app.command("logs")(logs)
+
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option("--data-dir", envvar="HODEI_DATA_DIR", help="Where Hodei keeps its state."),
+]
+DatabaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="HODEI_DATABASE_URL",
+        help="PostgreSQL URL; embedded when unset.",
+        show_default=False,
+    ),
+]
+BindOpt = Annotated[
+    str | None, typer.Option("--bind", envvar="HODEI_BIND", help="Address to listen on.")
+]
+GrpcPortOpt = Annotated[
+    int | None, typer.Option("--grpc-port", envvar="GRPC_PORT", help="gRPC port.")
+]
+HttpPortOpt = Annotated[
+    int | None, typer.Option("--http-port", envvar="HODEI_HTTP_PORT", help="HTTP port.")
+]
+LogLevelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--log-level", envvar=["HODEI_LOG_LEVEL", "RUST_LOG"], help="debug, info, warn or error."
+    ),
+]
+
+
+def settings_from(**overrides: object) -> Settings:
+    """Environment settings with the flags that were given on top."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)  # type: ignore[arg-type]
+    except ValueError as exc:
+        err.print(f"[red]error:[/] invalid setting: {exc}")
+        raise typer.Exit(2) from None
+
+
+def setup_logging(level: str) -> None:
+    name = {"trace": "DEBUG", "warn": "WARNING"}.get(level, level.upper())
+    logging.basicConfig(
+        level=name,
+        format="%(message)s",
+        datefmt="%H:%M:%S",
+        handlers=[RichHandler(console=err, show_path=False, rich_tracebacks=False)],
+    )
+    # psycopg's pool is chatty about reconnects that we report ourselves.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+
+
+def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run ``main(stop)`` where ``stop`` is set by SIGINT or SIGTERM; errors are one line."""
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    try:
+        asyncio.run(runner())
+    except (HodeiError, OSError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+
+
+def server_config(settings: Settings, database_url: str) -> ServerConfig:
+    return ServerConfig(
+        database_url=database_url,
+        data_dir=settings.data_dir,
+        bind_host=settings.bind_host,
+        grpc_port=settings.grpc_port,
+        http_port=settings.http_port,
+        protocol=WorkerProtocolConfig(
+            heartbeat_interval=timedelta(seconds=settings.heartbeat_interval_s),
+            lease_ttl=timedelta(seconds=settings.lease_ttl_s),
+        ),
+        cancel_grace=timedelta(seconds=settings.cancel_grace_s),
+    )
+
+
+async def ensure_local_provider(database_url: str, workers: int) -> None:
+    """Make the ``local`` provider exist and keep ``workers`` workers (0 disables it)."""
+    await migrate(database_url)
+    db = await Database.connect(database_url, min_size=1, max_size=1)
+    try:
+        repository = ProviderRepository(db)
+        existing = {p.name: p for p in await repository.list()}
+        current = existing.get("local")
+        wanted = ProviderConfig(
+            name="local",
+            type=ProviderType.LOCAL,
+            enabled=workers > 0,
+            min_workers=workers,
+            max_workers=max(workers, 1),
+            config=current.config if current else {},
+        )
+        if current is not None:
+            wanted = dataclasses.replace(wanted, id=current.id)
+        if current is None or (current.enabled, current.min_workers) != (
+            wanted.enabled,
+            wanted.min_workers,
+        ):
+            await repository.upsert(wanted, actor="system")
+    finally:
+        await db.close()
+
+
+@app.command()
+def up(
+    data_dir: DataDirOpt = None,
+    database_url: DatabaseOpt = None,
+    bind: BindOpt = None,
+    grpc_port: GrpcPortOpt = None,
+    http_port: HttpPortOpt = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", envvar="HODEI_LOCAL_WORKERS", help="Local workers to keep running."
+        ),
+    ] = None,
+    log_level: LogLevelOpt = None,
+) -> None:
+    """Run everything: PostgreSQL (embedded unless HODEI_DATABASE_URL is set), the server and
+    local workers. Ctrl-C stops it all."""
+    settings = settings_from(
+        data_dir=data_dir,
+        database_url=database_url,
+        bind_host=bind,
+        grpc_port=grpc_port,
+        http_port=http_port,
+        local_workers=workers,
+        log_level=log_level,
+    )
+    setup_logging(settings.log_level)
+
+    async def main(stop: asyncio.Event) -> None:
+        embedded: EmbeddedPostgres | None = None
+        server: HodeiServer | None = None
+        try:
+            url = settings.database_url
+            if url is None:
+                settings.data_dir.mkdir(parents=True, exist_ok=True)
+                embedded = EmbeddedPostgres(settings.data_dir)
+                with err.status("starting the embedded PostgreSQL…"):
+                    url = await embedded.start()
+                log.info(
+                    "embedded PostgreSQL on port %s (data in %s)", embedded.port, embedded.data_dir
+                )
+            await ensure_local_provider(url, settings.local_workers)
+            server = HodeiServer(server_config(settings, url))
+            await server.start()
+            err.print(
+                f"[bold green]Hodei is up.[/] gRPC {settings.bind_host}:{settings.grpc_port} · "
+                f"web http://{settings.bind_host}:{settings.http_port} · Ctrl-C to stop"
+            )
+            await stop.wait()
+            log.info("stopping…")
+        finally:
+            if server is not None:
+                await server.stop()
+            if embedded is not None:
+                await embedded.stop()
+
+    run_until_signalled(main)
+
+
+@app.command()
+def server(
+    data_dir: DataDirOpt = None,
+    database_url: DatabaseOpt = None,
+    bind: BindOpt = None,
+    grpc_port: GrpcPortOpt = None,
+    http_port: HttpPortOpt = None,
+    log_level: LogLevelOpt = None,
+) -> None:
+    """Run the server alone against an existing PostgreSQL (HODEI_DATABASE_URL)."""
+    settings = settings_from(
+        data_dir=data_dir,
+        database_url=database_url,
+        bind_host=bind,
+        grpc_port=grpc_port,
+        http_port=http_port,
+        log_level=log_level,
+    )
+    if settings.database_url is None:
+        err.print("[red]error:[/] hodei server needs HODEI_DATABASE_URL (or use `hodei up`)")
+        raise typer.Exit(2)
+    setup_logging(settings.log_level)
+    url = settings.database_url
+
+    async def main(stop: asyncio.Event) -> None:
+        hodei = HodeiServer(server_config(settings, url))
+        try:
+            await hodei.start()
+            await stop.wait()
+        finally:
+            await hodei.stop()
+
+    run_until_signalled(main)
+
+
+@app.command()
+def worker(
+    server_address: Annotated[
+        str,
+        typer.Option("--server", envvar="HODEI_SERVER_ADDRESS", help="The server's gRPC address."),
+    ] = "localhost:50051",
+    otp: Annotated[
+        str,
+        typer.Option(
+            "--otp",
+            envvar="HODEI_OTP_TOKEN",
+            help="The one-time token to register with.",
+            show_default=False,
+        ),
+    ] = "",
+    cpus: Annotated[float, typer.Option("--cpus", help="CPU cores to offer (default: all).")] = 0,
+    memory_mb: Annotated[
+        int, typer.Option("--memory-mb", help="Memory to offer in MB (default: all).")
+    ] = 0,
+    region: Annotated[str, typer.Option("--region", help="The region this worker is in.")] = "",
+    work_dir: Annotated[
+        Path | None, typer.Option("--work-dir", help="Where job working directories go.")
+    ] = None,
+    log_level: LogLevelOpt = None,
+) -> None:
+    """Run a worker agent: register with a one-time token and run the jobs it is given."""
+    if not otp:
+        err.print("[red]error:[/] a worker needs a one-time token: --otp or HODEI_OTP_TOKEN")
+        raise typer.Exit(2)
+    setup_logging(settings_from(log_level=log_level).log_level)
+    if os.environ.get("HODEI_WORKER_MANAGED") == "1":
+        # Its provider stops it with SIGTERM; a Ctrl-C at the terminal is the server's to handle.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    config = AgentConfig(
+        server_address=server_address,
+        otp=otp,
+        cpu_cores=cpus or float(os.cpu_count() or 1),
+        memory_mb=memory_mb or psutil.virtual_memory().total // 2**20,
+        region=region,
+        work_dir=work_dir or Path(os.environ.get("TMPDIR", "/tmp")),
+    )
+
+    async def main(stop: asyncio.Event) -> None:
+        agent = WorkerAgent(config, ProcessRuntime())
+        stopper = asyncio.create_task(stop.wait())
+        stopper.add_done_callback(lambda _: agent.stop())
+        try:
+            await agent.run()
+        except grpc.aio.AioRpcError as error:
+            raise HodeiError(f"the server refused this worker: {error.details()}") from None
+        finally:
+            stopper.cancel()
+
+    run_until_signalled(main)
+
+
+@db_app.command("migrate")
+def db_migrate(data_dir: DataDirOpt = None, database_url: DatabaseOpt = None) -> None:
+    """Apply the migrations the database lacks."""
+    settings = settings_from(data_dir=data_dir, database_url=database_url)
+
+    async def main(stop: asyncio.Event) -> None:
+        embedded = None
+        url = settings.database_url
+        if url is None:
+            embedded = EmbeddedPostgres(settings.data_dir)
+            url = await embedded.start()
+        try:
+            applied = await migrate(url)
+        finally:
+            if embedded is not None:
+                await embedded.stop()
+        names = ", ".join(f"{m.version:04d}_{m.name}" for m in applied)
+        err.print(f"applied: {names}" if applied else "the schema is up to date")
+
+    run_until_signalled(main)
+
+
+@db_app.command("url")
+def db_url(data_dir: DataDirOpt = None, database_url: DatabaseOpt = None) -> None:
+    """Print the database URL in use, so that `psql "$(hodei db url)"` works."""
+    settings = settings_from(data_dir=data_dir, database_url=database_url)
+    if settings.database_url:
+        print(settings.database_url)
+        return
+    url = EmbeddedPostgres(settings.data_dir).stored_url()
+    if url is None:
+        err.print(
+            f"[red]error:[/] no embedded database in {settings.data_dir} yet: run `hodei up` first"
+        )
+        raise typer.Exit(1)
+    print(url)
+
+
+def main() -> None:
+    """Entry point of the ``hodei`` console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Settings from HODEI_* environment variables (the edge); CLI flags override them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogLevelName = Literal["trace", "debug", "info", "warn", "warning", "error"]
+
+
+def default_data_dir() -> Path:
+    """``~/.local/share/hodei``; ``/var/lib/hodei`` for root, whose home PostgreSQL cannot enter."""
+    if os.geteuid() == 0:
+        return Path("/var/lib/hodei")
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "hodei"
+
+
+class Settings(BaseSettings):
+    """Every setting of the server, worker and CLI. See ``hodei server --help``."""
+
+    model_config = SettingsConfigDict(env_prefix="HODEI_", extra="ignore")
+
+    database_url: str | None = None
+    data_dir: Path = Field(default_factory=default_data_dir)
+    bind_host: str = Field("127.0.0.1", validation_alias=AliasChoices("HODEI_BIND", "bind_host"))
+    grpc_port: int = Field(
+        50051, ge=1, le=65535, validation_alias=AliasChoices("GRPC_PORT", "HODEI_GRPC_PORT")
+    )
+    http_port: int = Field(8080, ge=1, le=65535)
+    server_address: str = "localhost:50051"
+    log_level: LogLevelName = Field(
+        "info", validation_alias=AliasChoices("HODEI_LOG_LEVEL", "RUST_LOG", "log_level")
+    )
+    dev_mode: bool = False
+    docker_enabled: bool = False
+    k8s_enabled: bool = False
+    fc_enabled: bool = False
+    local_workers: int = Field(2, ge=0, le=64)
+    heartbeat_interval_s: float = Field(5.0, gt=0)
+    lease_ttl_s: float = Field(30.0, gt=0)
+    cancel_grace_s: float = Field(10.0, ge=0)
+    otp_token: str | None = None
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _simple_level(cls, value: object) -> object:
+        """Accept RUST_LOG forms such as ``hodei=debug,info``: keep the last plain level."""
+        if isinstance(value, str):
+            levels = [part.split("=")[-1].strip().lower() for part in value.split(",")]
+            return levels[-1] if levels else value
+        return value

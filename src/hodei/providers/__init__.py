@@ -1,0 +1,1 @@
+"""Providers start and stop workers on demand (DESIGN.md section 6)."""

@@ -1,0 +1,48 @@
+"""Starts the enabled providers from the ``providers`` table and answers for all of them."""
+
+from __future__ import annotations
+
+import logging
+
+from hodei.domain.placement import WorkerProfile
+from hodei.domain.providers import ProviderType
+from hodei.providers.base import Provider, ProviderContext
+from hodei.providers.local import LocalProvider
+from hodei.store.providers import ProviderRepository
+
+log = logging.getLogger(__name__)
+
+
+class ProviderManager:
+    """The running providers of this server."""
+
+    def __init__(self, repository: ProviderRepository, context: ProviderContext) -> None:
+        self._repository = repository
+        self._context = context
+        self._providers: list[Provider] = []
+
+    async def start(self) -> None:
+        """Start every enabled provider this server knows how to run."""
+        for config in await self._repository.list():
+            if not config.enabled:
+                continue
+            if config.type is not ProviderType.LOCAL:
+                log.warning(
+                    "provider %s of type %s is enabled but this server cannot run that type yet",
+                    config.name,
+                    config.type.value,
+                )
+                continue
+            provider = LocalProvider(config, self._context)
+            await provider.start()
+            self._providers.append(provider)
+
+    async def stop(self) -> None:
+        """Stop every provider (and so every worker they started)."""
+        for provider in reversed(self._providers):
+            await provider.stop()
+        self._providers.clear()
+
+    def profiles(self) -> list[WorkerProfile]:
+        """The shape of the workers each running provider starts."""
+        return [provider.worker_profile() for provider in self._providers]

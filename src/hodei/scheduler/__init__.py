@@ -1,0 +1,1 @@
+"""Claiming and placing jobs on connected workers."""

@@ -1,0 +1,101 @@
+"""Hands PENDING jobs to connected workers as soon as something changes.
+
+Woken in-process when this server stores a job or a worker frees capacity, by NOTIFY when another
+server stores one, and by a slow poll as the safety net.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from hodei.domain.errors import HodeiError
+from hodei.scheduler.sessions import SessionRegistry, WorkerSession
+from hodei.store.jobs import JobRepository
+
+log = logging.getLogger(__name__)
+
+
+class Dispatcher:
+    """Claims jobs for the sessions on this server; one claim is one SQL statement."""
+
+    def __init__(
+        self,
+        jobs: JobRepository,
+        sessions: SessionRegistry,
+        *,
+        lease_ttl: timedelta,
+        poll_interval: timedelta = timedelta(seconds=1),
+    ) -> None:
+        self._jobs = jobs
+        self._sessions = sessions
+        self._lease_ttl = lease_ttl
+        self._poll = poll_interval.total_seconds()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self, _payload: str = "") -> None:
+        """Ask for a dispatch round soon. Cheap; many wakes coalesce into one round."""
+        self._wakeup.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="hodei-dispatcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll)
+            self._wakeup.clear()
+            try:
+                await self.dispatch_round()
+            except HodeiError as exc:
+                log.warning("dispatch round failed, will retry: %s", exc)
+
+    async def dispatch_round(self) -> int:
+        """Claim jobs, one per worker in turn, until no worker with room gets one.
+
+        Returns:
+            How many jobs were assigned.
+        """
+        assigned = 0
+        exhausted: set[str] = set()
+        while True:
+            progress = False
+            for session in self._sessions.with_room():
+                if session.worker_id in exhausted:
+                    continue
+                if await self._claim_for(session):
+                    assigned += 1
+                    progress = True
+                else:
+                    exhausted.add(session.worker_id)
+            if not progress:
+                return assigned
+
+    async def _claim_for(self, session: WorkerSession) -> bool:
+        claimed = await self._jobs.claim(session.worker_id, self._lease_ttl)
+        if claimed is None:
+            return False
+        if self._sessions.get(session.worker_id) is not session:
+            # The worker went away while we claimed; its lease will run out and free the job.
+            log.warning(
+                "worker %s left while job %s was assigned", session.worker_id, claimed.job.id
+            )
+            return False
+        session.assign(claimed)
+        log.info(
+            "job %s attempt %d assigned to worker %s",
+            claimed.job.id,
+            claimed.job.attempt,
+            session.worker_id,
+        )
+        return True

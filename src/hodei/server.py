@@ -1,0 +1,235 @@
+"""Assembles one Hodei server: database, scheduler, providers, gRPC and HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import grpc
+import uvicorn
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from hodei.api.grpc.servicers import JobExecutionServicer, LogStreamServicer, SchedulerServicer
+from hodei.api.grpc.worker_agent import WorkerAgentServicer
+from hodei.api.http.app import create_app
+from hodei.domain.workers import WorkerState
+from hodei.providers.base import ProviderContext
+from hodei.providers.manager import ProviderManager
+from hodei.scheduler.catalog import CapacityCatalog
+from hodei.scheduler.dispatcher import Dispatcher
+from hodei.scheduler.sessions import SessionRegistry
+from hodei.services.jobs import JobService
+from hodei.services.logs import LogService
+from hodei.services.registry import Services
+from hodei.services.scheduler import SchedulerService
+from hodei.services.workers import WorkerProtocolConfig, WorkerService
+from hodei.store.database import Database
+from hodei.store.jobs import JobRepository
+from hodei.store.logs import LogRepository
+from hodei.store.migrations import migrate
+from hodei.store.notify import JOBS_CHANNEL, Notifier
+from hodei.store.providers import ProviderRepository
+from hodei.store.workers import WorkerRepository
+from hodei.v1 import (
+    jobs_pb2,
+    jobs_pb2_grpc,
+    logs_pb2,
+    logs_pb2_grpc,
+    scheduler_pb2,
+    scheduler_pb2_grpc,
+    worker_pb2,
+    worker_pb2_grpc,
+)
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    jobs_pb2.DESCRIPTOR.services_by_name["JobExecutionService"].full_name,
+    logs_pb2.DESCRIPTOR.services_by_name["LogStreamService"].full_name,
+    scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name,
+    worker_pb2.DESCRIPTOR.services_by_name["WorkerAgentService"].full_name,
+)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Where a server listens, where it keeps state, and its protocol timings."""
+
+    database_url: str
+    data_dir: Path
+    bind_host: str = "127.0.0.1"
+    grpc_port: int = 50051
+    http_port: int = 8080
+    protocol: WorkerProtocolConfig = field(default_factory=WorkerProtocolConfig)
+    cancel_grace: timedelta = timedelta(seconds=10)
+
+    @property
+    def worker_address(self) -> str:
+        """How local workers dial this server."""
+        host = "127.0.0.1" if self.bind_host in ("0.0.0.0", "", "::") else self.bind_host
+        return f"{host}:{self.grpc_port}"
+
+
+class _EmbeddedUvicorn(uvicorn.Server):
+    """Uvicorn inside our event loop: the server owns the signals, not uvicorn."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class HodeiServer:
+    """One server process. ``start`` brings it up; ``stop`` takes it down in order."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self._db: Database | None = None
+        self._notifier: Notifier | None = None
+        self._dispatcher: Dispatcher | None = None
+        self._providers: ProviderManager | None = None
+        self._grpc: grpc.aio.Server | None = None
+        self._http: _EmbeddedUvicorn | None = None
+        self._http_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Migrate, connect, start the scheduler and providers, then open both ports."""
+        cfg = self.config
+        applied = await migrate(cfg.database_url)
+        if applied:
+            log.info("applied migrations: %s", ", ".join(m.name for m in applied))
+        self._db = db = await Database.connect(cfg.database_url, max_size=20)
+        self._notifier = notifier = Notifier(cfg.database_url)
+        await notifier.start()
+        jobs, logs = JobRepository(db), LogRepository(db)
+        workers, providers = WorkerRepository(db), ProviderRepository(db)
+        sessions = SessionRegistry()
+        self._dispatcher = dispatcher = Dispatcher(jobs, sessions, lease_ttl=cfg.protocol.lease_ttl)
+        notifier.on(JOBS_CHANNEL, dispatcher.wake)
+        manager = ProviderManager(providers, self._provider_context(workers))
+        catalog = CapacityCatalog(workers, manager.profiles)
+        worker_service = WorkerService(
+            workers, jobs, logs, sessions, dispatcher, catalog, cfg.protocol
+        )
+        services = Services(
+            jobs=JobService(
+                jobs, catalog, dispatcher, sessions, notifier, cancel_grace=cfg.cancel_grace
+            ),
+            logs=LogService(jobs, logs, notifier),
+            scheduler=SchedulerService(workers),
+            workers=worker_service,
+            check_ready=db.ping,
+        )
+        await self._start_grpc(services)
+        await self._start_http(services)
+        dispatcher.start()
+        self._providers = manager
+        await manager.start()
+        log.info(
+            "Hodei server ready: gRPC on %s:%d, HTTP on http://%s:%d",
+            cfg.bind_host,
+            cfg.grpc_port,
+            cfg.bind_host,
+            cfg.http_port,
+        )
+
+    def _provider_context(self, workers: WorkerRepository) -> ProviderContext:
+        async def create_token(worker_id: str, provider: str = "local") -> str:
+            return await workers.create_bootstrap_token(
+                provider, self.config.protocol.otp_ttl, worker_id
+            )
+
+        async def worker_gone(worker_id: str, reason: str) -> None:
+            await workers.set_state(
+                worker_id,
+                WorkerState.TERMINATED,
+                event_type="WorkerTerminated",
+                actor="system",
+                reason=reason,
+            )
+
+        return ProviderContext(
+            server_address=self.config.worker_address,
+            log_dir=self.config.data_dir / "logs",
+            create_token=create_token,
+            worker_gone=worker_gone,
+        )
+
+    async def _start_grpc(self, services: Services) -> None:
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        jobs_pb2_grpc.add_JobExecutionServiceServicer_to_server(
+            JobExecutionServicer(services.jobs), server
+        )
+        logs_pb2_grpc.add_LogStreamServiceServicer_to_server(
+            LogStreamServicer(services.logs), server
+        )
+        scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server(
+            SchedulerServicer(services.scheduler), server
+        )
+        worker_pb2_grpc.add_WorkerAgentServiceServicer_to_server(
+            WorkerAgentServicer(services.workers), server
+        )
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        names = (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(names, server)
+        address = f"{self.config.bind_host}:{self.config.grpc_port}"
+        if server.add_insecure_port(address) == 0:
+            raise OSError(f"cannot listen for gRPC on {address}")
+        await server.start()
+        for name in ("", *SERVICE_NAMES):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._grpc = server
+
+    async def _start_http(self, services: Services) -> None:
+        cfg = self.config
+        sock = socket.socket(socket.AF_INET6 if ":" in cfg.bind_host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((cfg.bind_host, cfg.http_port))
+        except OSError as exc:
+            sock.close()
+            raise OSError(
+                f"cannot listen for HTTP on {cfg.bind_host}:{cfg.http_port}: {exc.strerror}"
+            ) from None
+        uv_config = uvicorn.Config(
+            create_app(services), log_level="warning", lifespan="off", access_log=False
+        )
+        self._http = _EmbeddedUvicorn(uv_config)
+        self._http_task = asyncio.create_task(self._http.serve(sockets=[sock]))
+        while not self._http.started:
+            if self._http_task.done():
+                await self._http_task
+                raise OSError("the HTTP server stopped while starting")
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        """Providers first (their workers report while the server still listens), then the
+        ports, the scheduler and the database."""
+        if self._providers is not None:
+            await self._providers.stop()
+        if self._grpc is not None:
+            await self._grpc.stop(grace=2)
+        if self._http is not None and self._http_task is not None:
+            self._http.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._http_task
+        if self._dispatcher is not None:
+            await self._dispatcher.stop()
+        if self._notifier is not None:
+            await self._notifier.stop()
+        if self._db is not None:
+            await self._db.close()
+        log.info("Hodei server stopped")

@@ -1,0 +1,21 @@
+"""The application services a server exposes, handed to both API layers."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from hodei.services.jobs import JobService
+from hodei.services.logs import LogService
+from hodei.services.scheduler import SchedulerService
+from hodei.services.workers import WorkerService
+
+
+@dataclass(frozen=True)
+class Services:
+    jobs: JobService
+    logs: LogService
+    scheduler: SchedulerService
+    workers: WorkerService
+    # Raises when the server cannot serve (e.g. PostgreSQL does not answer).
+    check_ready: Callable[[], Awaitable[None]]

@@ -1,0 +1,182 @@
+"""The server's side of the worker protocol (DESIGN.md section 5)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from hodei.domain.logs import LogRecord
+from hodei.domain.states import JobState
+from hodei.domain.workers import WorkerInfo, WorkerState
+from hodei.scheduler.catalog import CapacityCatalog
+from hodei.scheduler.dispatcher import Dispatcher
+from hodei.scheduler.sessions import AckCommand, Reservation, SessionRegistry, WorkerSession
+from hodei.store.jobs import JobRepository
+from hodei.store.logs import LogRepository
+from hodei.store.workers import Registration, WorkerRepository
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerProtocolConfig:
+    """Timings of the worker protocol."""
+
+    heartbeat_interval: timedelta = timedelta(seconds=5)
+    lease_ttl: timedelta = timedelta(seconds=30)
+    otp_ttl: timedelta = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """What a worker reports when an attempt ends."""
+
+    job_id: str
+    attempt: int
+    state: JobState
+    exit_code: int | None
+    error_message: str
+    finished_at: datetime
+
+
+class WorkerService:
+    """Registration, sessions and every message a worker sends."""
+
+    def __init__(
+        self,
+        workers: WorkerRepository,
+        jobs: JobRepository,
+        logs: LogRepository,
+        sessions: SessionRegistry,
+        dispatcher: Dispatcher,
+        catalog: CapacityCatalog,
+        config: WorkerProtocolConfig,
+    ) -> None:
+        self._workers = workers
+        self._jobs = jobs
+        self._logs = logs
+        self._sessions = sessions
+        self._dispatcher = dispatcher
+        self._catalog = catalog
+        self.config = config
+
+    async def register(self, otp: str, info: WorkerInfo) -> Registration:
+        """Trade a one-time token for a worker id and session token."""
+        registration = await self._workers.register(otp, info)
+        self._catalog.invalidate()
+        log.info(
+            "worker %s registered (provider %s, %s, %g CPU, %d MB)",
+            registration.worker_id,
+            registration.provider,
+            info.hostname,
+            info.cpu_cores,
+            info.memory_mb,
+        )
+        return registration
+
+    async def open_session(self, session_token: str) -> WorkerSession:
+        """Authenticate a stream and make its worker READY to take jobs."""
+        worker = await self._workers.authenticate(session_token)
+        session = WorkerSession(
+            worker_id=worker.worker_id,
+            provider=worker.provider,
+            cpu_cores=worker.cpu_cores,
+            memory_mb=worker.memory_mb,
+        )
+        for job_id, (attempt, cpu, memory) in worker.active.items():
+            session.active[job_id] = Reservation(attempt, cpu, memory)
+        previous = self._sessions.add(session)
+        if previous is not None:
+            previous.close()
+        await self._workers.set_state(
+            worker.worker_id,
+            WorkerState.READY,
+            event_type="WorkerConnected",
+            actor=f"worker:{worker.worker_id}",
+        )
+        self._dispatcher.wake()
+        return session
+
+    async def close_session(self, session: WorkerSession, reason: str) -> None:
+        """The stream ended: the worker is DISCONNECTED until it comes back (or its leases end)."""
+        self._sessions.remove(session)
+        if self._sessions.get(session.worker_id) is None:
+            await self._workers.set_state(
+                session.worker_id,
+                WorkerState.DISCONNECTED,
+                event_type="WorkerDisconnected",
+                actor=f"worker:{session.worker_id}",
+                reason=reason,
+            )
+        self._catalog.invalidate()
+
+    async def terminate(self, worker_id: str, reason: str, actor: str = "system") -> None:
+        """The worker is gone for good (its process exited or was stopped)."""
+        await self._workers.set_state(
+            worker_id,
+            WorkerState.TERMINATED,
+            event_type="WorkerTerminated",
+            actor=actor,
+            reason=reason,
+        )
+        self._catalog.invalidate()
+
+    async def heartbeat(
+        self, session: WorkerSession, *, cpu_percent: float, memory_used_mb: int
+    ) -> None:
+        """Renew the worker's leases."""
+        await self._workers.heartbeat(
+            session.worker_id,
+            lease_ttl=self.config.lease_ttl,
+            cpu_percent=cpu_percent,
+            memory_used_mb=memory_used_mb,
+            running_jobs=len(session.active),
+        )
+
+    async def job_started(
+        self, session: WorkerSession, job_id: str, attempt: int, pid: int, started_at: datetime
+    ) -> None:
+        """ASSIGNED -> RUNNING (fenced by attempt)."""
+        await self._jobs.mark_running(
+            worker_id=session.worker_id,
+            job_id=job_id,
+            attempt=attempt,
+            started_at=started_at,
+            pid=pid,
+            lease_ttl=self.config.lease_ttl,
+        )
+
+    async def logs_received(
+        self, session: WorkerSession, job_id: str, attempt: int, lines: Sequence[LogRecord]
+    ) -> None:
+        """Store a batch (idempotently) and acknowledge it."""
+        if not lines:
+            return
+        await self._logs.append(
+            worker_id=session.worker_id, job_id=job_id, attempt=attempt, lines=lines
+        )
+        session.send(AckCommand(job_id, attempt, logs_through=lines[-1].sequence))
+
+    async def job_finished(self, session: WorkerSession, outcome: JobOutcome) -> None:
+        """Record the end of an attempt, free its capacity and acknowledge it."""
+        await self._jobs.finish(
+            worker_id=session.worker_id,
+            job_id=outcome.job_id,
+            attempt=outcome.attempt,
+            target=outcome.state,
+            exit_code=outcome.exit_code,
+            error_message=outcome.error_message,
+            finished_at=outcome.finished_at,
+        )
+        session.release(outcome.job_id, outcome.attempt)
+        session.send(AckCommand(outcome.job_id, outcome.attempt, result=outcome.state))
+        self._dispatcher.wake()
+        log.info(
+            "job %s attempt %d ended %s (exit code %s)",
+            outcome.job_id,
+            outcome.attempt,
+            outcome.state.value,
+            outcome.exit_code,
+        )

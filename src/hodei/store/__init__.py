@@ -1,0 +1,1 @@
+"""PostgreSQL, the only state: named SQL queries, migrations, repositories, embedded server."""

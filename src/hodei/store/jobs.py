@@ -1,0 +1,305 @@
+"""Jobs in PostgreSQL: submit, read, list, claim and move through the lifecycle."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from hodei.domain.errors import (
+    InvalidTransitionError,
+    NotFoundError,
+    StaleAttemptError,
+    ValidationError,
+)
+from hodei.domain.jobs import CommandType, Job, JobSpec, Preferences, Priority, Resources
+from hodei.domain.states import JobState, ensure_transition
+from hodei.store.database import Database, Row
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """What ListJobs narrows the history to."""
+
+    states: tuple[JobState, ...] = ()
+    name: str = ""
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PageCursor:
+    """The last job of the previous page (keyset pagination)."""
+
+    created_at: datetime
+    job_id: str
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """A job just assigned to a worker, with where its log sequence continues."""
+
+    job: Job
+    first_sequence: int
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    id: int
+    occurred_at: datetime
+    event_type: str
+    actor: str
+    payload: dict[str, Any]
+
+
+def parse_job_id(value: str) -> str:
+    """A canonical job id, or a ValidationError naming ``job_id``."""
+    try:
+        return str(uuid.UUID(value))
+    except (ValueError, AttributeError, TypeError):
+        raise ValidationError.single("job_id", f"is not a job id (a UUID): {value!r}") from None
+
+
+def job_from_row(row: Row) -> Job:
+    """Turn a ``jobs`` row into the domain's Job."""
+    spec = JobSpec(
+        name=row["name"],
+        command_type=CommandType(row["command_type"]),
+        script=row["script"],
+        image=row["image"],
+        env=row["env"],
+        secret_env=row["secret_env"],
+        resources=Resources(
+            cpu_cores=row["cpu_cores"],
+            memory_mb=row["memory_mb"],
+            storage_mb=row["storage_mb"],
+            timeout_ms=row["timeout_ms"],
+            gpu_required=row["gpu_required"],
+            arch=row["arch"],
+        ),
+        preferences=Preferences(
+            provider=row["provider"],
+            region=row["region"],
+            priority=Priority(row["priority"]),
+            allow_retry=row["allow_retry"],
+            max_attempts=row["max_attempts"],
+        ),
+        labels=row["labels"],
+    )
+    worker_id = row["worker_id"]
+    return Job(
+        id=str(row["id"]),
+        spec=spec,
+        state=JobState(row["state"]),
+        attempt=row["attempt"],
+        worker_id=str(worker_id) if worker_id else None,
+        created_at=row["created_at"],
+        assigned_at=row["assigned_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        exit_code=row["exit_code"],
+        error_message=row["error_message"],
+    )
+
+
+def _spec_params(spec: JobSpec) -> dict[str, Any]:
+    res, prefs = spec.resources, spec.preferences
+    return {
+        "name": spec.name,
+        "command_type": spec.command_type.value,
+        "script": spec.script,
+        "image": spec.image,
+        "env": Jsonb(dict(spec.env)),
+        "secret_env": Jsonb(dict(spec.secret_env)),
+        "cpu_cores": res.cpu_cores,
+        "memory_mb": res.memory_mb,
+        "storage_mb": res.storage_mb,
+        "timeout_ms": res.timeout_ms,
+        "gpu_required": res.gpu_required,
+        "arch": res.arch,
+        "provider": prefs.provider,
+        "region": prefs.region,
+        "priority": int(prefs.priority),
+        "allow_retry": prefs.allow_retry,
+        "max_attempts": prefs.max_attempts,
+        "labels": Jsonb(dict(spec.labels)),
+    }
+
+
+class JobRepository:
+    """Every read and write of jobs, attempts and their audit events."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def insert(self, spec: JobSpec, actor: str) -> tuple[str, datetime]:
+        """Store a PENDING job with its JobCreated event; returns (id, created_at)."""
+        job_id = str(uuid.uuid4())
+        payload = {
+            "name": spec.name,
+            "command_type": spec.command_type.value,
+            "priority": spec.preferences.priority.name,
+            "image": spec.image,
+            # Names only: secret values never reach the audit log.
+            "secret_env": sorted(spec.secret_env),
+        }
+        params = _spec_params(spec) | {
+            "id": job_id,
+            "actor": actor,
+            "audit_payload": Jsonb(payload),
+        }
+        row = await self._db.fetch_one("insert_job", params)
+        assert row is not None
+        return job_id, row["created_at"]
+
+    async def get(self, job_id: str) -> Job:
+        """The job, or NotFoundError."""
+        row = await self._db.fetch_one("get_job", {"id": parse_job_id(job_id)})
+        if row is None:
+            raise NotFoundError(f"job {job_id} does not exist")
+        return job_from_row(row)
+
+    async def page(
+        self, job_filter: JobFilter, limit: int, after: PageCursor | None = None
+    ) -> list[Job]:
+        """A page of jobs, newest first."""
+        rows = await self._db.fetch_all(
+            "list_jobs",
+            {
+                "states": [s.value for s in job_filter.states] or None,
+                "name": job_filter.name or None,
+                "created_after": job_filter.created_after,
+                "created_before": job_filter.created_before,
+                "after_created_at": after.created_at if after else None,
+                "after_id": after.job_id if after else None,
+                "limit": limit,
+            },
+        )
+        return [job_from_row(row) for row in rows]
+
+    async def end_pending(
+        self,
+        job_id: str,
+        target: JobState,
+        *,
+        actor: str,
+        reason: str = "",
+        request_event: str | None = None,
+    ) -> bool:
+        """Move a PENDING job to CANCELLED or FAILED; False when it was no longer PENDING."""
+        ensure_transition(JobState.PENDING, target)
+        row = await self._db.fetch_one(
+            "end_pending_job",
+            {
+                "id": parse_job_id(job_id),
+                "to": target.value,
+                "error_message": reason,
+                "actor": actor,
+                "request_event": request_event,
+                "request_payload": Jsonb({"state": "PENDING"}),
+            },
+        )
+        return row is not None
+
+    async def claim(self, worker_id: str, lease_ttl: timedelta) -> ClaimedJob | None:
+        """Assign the best PENDING job that fits the worker, or None when none fits."""
+        row = await self._db.fetch_one(
+            "claim_job", {"worker_id": worker_id, "lease_ttl": lease_ttl}
+        )
+        if row is None:
+            return None
+        return ClaimedJob(job=job_from_row(row), first_sequence=row["last_log_sequence"] + 1)
+
+    async def mark_running(
+        self,
+        *,
+        worker_id: str,
+        job_id: str,
+        attempt: int,
+        started_at: datetime,
+        pid: int,
+        lease_ttl: timedelta,
+    ) -> None:
+        """ASSIGNED -> RUNNING. A repeat for the same attempt is a no-op.
+
+        Raises:
+            StaleAttemptError: the attempt is not this worker's current one.
+        """
+        ensure_transition(JobState.ASSIGNED, JobState.RUNNING)
+        row = await self._db.fetch_one(
+            "mark_job_running",
+            {
+                "job_id": job_id,
+                "attempt": attempt,
+                "worker_id": worker_id,
+                "started_at": started_at,
+                "pid": pid,
+                "lease_ttl": lease_ttl,
+                "actor": f"worker:{worker_id}",
+            },
+        )
+        if row is None:
+            await self._explain_refusal(worker_id, job_id, attempt, JobState.RUNNING)
+
+    async def finish(
+        self,
+        *,
+        worker_id: str,
+        job_id: str,
+        attempt: int,
+        target: JobState,
+        exit_code: int | None,
+        error_message: str,
+        finished_at: datetime,
+    ) -> None:
+        """ASSIGNED/RUNNING -> an end state. A repeat of the same result is a no-op.
+
+        Raises:
+            StaleAttemptError: the attempt is not this worker's current one.
+            InvalidTransitionError: ``target`` is not an end state.
+        """
+        if not target.is_final:
+            raise InvalidTransitionError(f"a worker cannot report {target.value} as a result")
+        row = await self._db.fetch_one(
+            "finish_job",
+            {
+                "job_id": job_id,
+                "attempt": attempt,
+                "worker_id": worker_id,
+                "to": target.value,
+                "exit_code": exit_code,
+                "error_message": error_message,
+                "finished_at": finished_at,
+                "actor": f"worker:{worker_id}",
+            },
+        )
+        if row is None:
+            await self._explain_refusal(worker_id, job_id, attempt, target)
+
+    async def _explain_refusal(
+        self, worker_id: str, job_id: str, attempt: int, target: JobState
+    ) -> None:
+        """Decide whether an unapplied update was a harmless repeat or a stale attempt."""
+        row = await self._db.fetch_one("job_fencing_state", {"job_id": job_id})
+        if row is None:
+            raise NotFoundError(f"job {job_id} does not exist")
+        same_attempt = row["attempt"] == attempt and str(row["worker_id"]) == worker_id
+        state = JobState(row["state"])
+        if same_attempt and (state == target or (target == JobState.RUNNING and state.is_final)):
+            return  # a duplicate after a reconnect, or a start reported after the end
+        if same_attempt:
+            ensure_transition(state, target)
+        raise StaleAttemptError(
+            f"attempt {attempt} of job {job_id} is not current on worker {worker_id} "
+            f"(the job is {state.value}, attempt {row['attempt']})"
+        )
+
+    async def events(self, job_id: str, after_id: int = 0) -> list[AuditEvent]:
+        """The job's audit trail after ``after_id``, oldest first."""
+        rows = await self._db.fetch_all(
+            "job_events", {"job_id": parse_job_id(job_id), "after_id": after_id}
+        )
+        return [AuditEvent(**row) for row in rows]

@@ -1,0 +1,128 @@
+-- The first schema of Hodei Jobs: jobs and their attempts, workers and their one-time tokens,
+-- providers, job logs and the audit log.
+
+CREATE TABLE providers (
+    id uuid PRIMARY KEY,
+    name text NOT NULL UNIQUE,
+    type text NOT NULL CHECK (type IN ('local', 'docker', 'kubernetes', 'firecracker')),
+    enabled boolean NOT NULL DEFAULT true,
+    priority integer NOT NULL DEFAULT 0,
+    min_workers integer NOT NULL DEFAULT 0 CHECK (min_workers >= 0),
+    max_workers integer NOT NULL DEFAULT 2 CHECK (max_workers >= min_workers),
+    idle_timeout_s integer NOT NULL DEFAULT 300 CHECK (idle_timeout_s >= 0),
+    config jsonb NOT NULL DEFAULT '{}',
+    created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    updated_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+
+CREATE TABLE workers (
+    id uuid PRIMARY KEY,
+    provider text NOT NULL,
+    hostname text NOT NULL,
+    arch text NOT NULL,
+    region text NOT NULL DEFAULT '',
+    runtime text NOT NULL,
+    cpu_cores double precision NOT NULL CHECK (cpu_cores >= 0),
+    memory_mb bigint NOT NULL CHECK (memory_mb >= 0),
+    gpus integer NOT NULL DEFAULT 0,
+    labels jsonb NOT NULL DEFAULT '{}',
+    version text NOT NULL DEFAULT '',
+    state text NOT NULL CHECK (state IN ('READY', 'DRAINING', 'DISCONNECTED', 'TERMINATED')),
+    session_token_hash bytea NOT NULL,
+    registered_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    last_heartbeat_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    last_audited_heartbeat_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    terminated_at timestamptz
+);
+
+CREATE INDEX workers_live ON workers (state) WHERE state <> 'TERMINATED';
+
+CREATE TABLE worker_bootstrap_tokens (
+    token_hash bytea PRIMARY KEY,
+    provider text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    expires_at timestamptz NOT NULL,
+    used_at timestamptz,
+    worker_id uuid
+);
+
+CREATE TABLE jobs (
+    id uuid PRIMARY KEY,
+    name text NOT NULL,
+    state text NOT NULL CHECK (
+        state IN ('PENDING', 'ASSIGNED', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED', 'TIMEOUT')
+    ),
+    command_type text NOT NULL CHECK (command_type IN ('SHELL', 'DOCKER_EXEC', 'PYTHON', 'NODE')),
+    script text NOT NULL,
+    image text NOT NULL DEFAULT '',
+    env jsonb NOT NULL DEFAULT '{}',
+    secret_env jsonb NOT NULL DEFAULT '{}',
+    cpu_cores double precision NOT NULL,
+    memory_mb bigint NOT NULL,
+    storage_mb bigint NOT NULL DEFAULT 0,
+    timeout_ms bigint NOT NULL DEFAULT 0,
+    gpu_required boolean NOT NULL DEFAULT false,
+    arch text NOT NULL DEFAULT '',
+    provider text NOT NULL DEFAULT '',
+    region text NOT NULL DEFAULT '',
+    priority smallint NOT NULL CHECK (priority BETWEEN 1 AND 3),
+    allow_retry boolean NOT NULL DEFAULT false,
+    max_attempts integer NOT NULL DEFAULT 1 CHECK (max_attempts >= 1),
+    labels jsonb NOT NULL DEFAULT '{}',
+    attempt integer NOT NULL DEFAULT 0,
+    worker_id uuid,
+    lease_expires_at timestamptz,
+    run_after timestamptz NOT NULL DEFAULT clock_timestamp(),
+    exit_code integer,
+    error_message text NOT NULL DEFAULT '',
+    created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    assigned_at timestamptz,
+    started_at timestamptz,
+    finished_at timestamptz
+);
+
+-- The claim walks this index: highest priority first, then oldest.
+CREATE INDEX jobs_pending ON jobs (priority DESC, created_at, id) WHERE state = 'PENDING';
+-- What each worker holds, to compute its free capacity.
+CREATE INDEX jobs_active_by_worker ON jobs (worker_id) WHERE state IN ('ASSIGNED', 'RUNNING');
+-- History pages: newest first, keyset by (created_at, id).
+CREATE INDEX jobs_created ON jobs (created_at DESC, id DESC);
+CREATE INDEX jobs_state_created ON jobs (state, created_at DESC, id DESC);
+
+CREATE TABLE job_attempts (
+    job_id uuid NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    attempt integer NOT NULL,
+    worker_id uuid NOT NULL,
+    state text NOT NULL,
+    assigned_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    started_at timestamptz,
+    finished_at timestamptz,
+    exit_code integer,
+    error_message text NOT NULL DEFAULT '',
+    PRIMARY KEY (job_id, attempt)
+);
+
+CREATE TABLE job_logs (
+    job_id uuid NOT NULL,
+    sequence bigint NOT NULL,
+    attempt integer NOT NULL,
+    ts timestamptz NOT NULL,
+    stream text NOT NULL CHECK (stream IN ('stdout', 'stderr')),
+    level text NOT NULL CHECK (level IN ('INFO', 'WARN', 'ERROR')),
+    line text NOT NULL,
+    invalid_utf8 boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (job_id, sequence)
+);
+
+CREATE TABLE audit_logs (
+    id bigserial PRIMARY KEY,
+    occurred_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    event_type text NOT NULL,
+    actor text NOT NULL,
+    correlation_id text,
+    payload jsonb NOT NULL DEFAULT '{}'
+);
+
+CREATE INDEX audit_logs_correlation ON audit_logs (correlation_id, id);
+CREATE INDEX audit_logs_occurred ON audit_logs (occurred_at DESC);
+CREATE INDEX audit_logs_event_type ON audit_logs (event_type, occurred_at);

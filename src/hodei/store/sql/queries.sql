@@ -1,0 +1,325 @@
+-- insert_job --
+-- Store a new PENDING job, its JobCreated audit event and a wake-up for dispatchers, atomically.
+WITH job AS (
+    INSERT INTO jobs (
+        id, name, state, command_type, script, image, env, secret_env, cpu_cores, memory_mb,
+        storage_mb, timeout_ms, gpu_required, arch, provider, region, priority, allow_retry,
+        max_attempts, labels
+    ) VALUES (
+        %(id)s, %(name)s, 'PENDING', %(command_type)s, %(script)s, %(image)s, %(env)s,
+        %(secret_env)s, %(cpu_cores)s, %(memory_mb)s, %(storage_mb)s, %(timeout_ms)s,
+        %(gpu_required)s, %(arch)s, %(provider)s, %(region)s, %(priority)s, %(allow_retry)s,
+        %(max_attempts)s, %(labels)s
+    )
+    RETURNING id, created_at
+), audit AS (
+    INSERT INTO audit_logs (occurred_at, event_type, actor, correlation_id, payload)
+    SELECT created_at, 'JobCreated', %(actor)s, id::text, %(audit_payload)s FROM job
+)
+SELECT created_at, pg_notify('hodei_jobs', id::text) FROM job;
+
+-- get_job --
+-- One job by id.
+SELECT * FROM jobs WHERE id = %(id)s;
+
+-- list_jobs --
+-- A page of jobs, newest first, keyset-paginated by (created_at, id), with optional filters.
+SELECT * FROM jobs
+WHERE (%(states)s::text[] IS NULL OR state = ANY (%(states)s::text[]))
+  AND (%(name)s::text IS NULL OR name ILIKE '%%' || %(name)s || '%%')
+  AND (%(created_after)s::timestamptz IS NULL OR created_at >= %(created_after)s)
+  AND (%(created_before)s::timestamptz IS NULL OR created_at < %(created_before)s)
+  AND (%(after_created_at)s::timestamptz IS NULL
+       OR (created_at, id) < (%(after_created_at)s::timestamptz, %(after_id)s::uuid))
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s;
+
+-- end_pending_job --
+-- Move a PENDING job to an end state (cancelled by a person, or failed as unschedulable).
+WITH ended AS (
+    UPDATE jobs SET state = %(to)s, error_message = %(error_message)s,
+                    finished_at = clock_timestamp()
+    WHERE id = %(id)s AND state = 'PENDING'
+    RETURNING id, finished_at
+), request AS (
+    INSERT INTO audit_logs (occurred_at, event_type, actor, correlation_id, payload)
+    SELECT finished_at, %(request_event)s, %(actor)s, id::text, %(request_payload)s FROM ended
+    WHERE %(request_event)s::text IS NOT NULL
+), changed AS (
+    INSERT INTO audit_logs (event_type, actor, correlation_id, payload)
+    SELECT 'JobStatusChanged', %(actor)s, id::text,
+           jsonb_build_object('from', 'PENDING', 'to', %(to)s::text,
+                              'reason', %(error_message)s::text)
+    FROM ended
+)
+SELECT id, pg_notify('hodei_job_events', id::text) FROM ended;
+
+-- claim_job --
+-- Assign the best PENDING job that fits the worker's free capacity, with a lease, in one step.
+WITH worker AS (
+    SELECT w.id, w.provider, w.runtime, w.arch, w.region, w.gpus,
+           w.cpu_cores - COALESCE(used.cpu, 0) AS free_cpu,
+           w.memory_mb - COALESCE(used.memory, 0) AS free_memory
+    FROM workers w
+    LEFT JOIN LATERAL (
+        SELECT sum(j.cpu_cores) AS cpu, sum(j.memory_mb) AS memory
+        FROM jobs j
+        WHERE j.worker_id = w.id AND j.state IN ('ASSIGNED', 'RUNNING')
+    ) used ON true
+    WHERE w.id = %(worker_id)s AND w.state = 'READY'
+), candidate AS (
+    SELECT j.id FROM jobs j, worker w
+    WHERE j.state = 'PENDING'
+      AND j.run_after <= clock_timestamp()
+      AND j.cpu_cores <= w.free_cpu + 1e-9
+      AND j.memory_mb <= w.free_memory
+      AND (NOT j.gpu_required OR w.gpus > 0)
+      AND (j.arch = '' OR j.arch = w.arch)
+      AND (j.provider = '' OR j.provider = w.provider)
+      AND (j.region = '' OR j.region = w.region)
+      AND (j.command_type <> 'DOCKER_EXEC' OR w.runtime <> 'process')
+    ORDER BY j.priority DESC, j.created_at, j.id
+    LIMIT 1
+    FOR UPDATE OF j SKIP LOCKED
+), assigned AS (
+    UPDATE jobs SET state = 'ASSIGNED', attempt = jobs.attempt + 1, worker_id = %(worker_id)s,
+                    assigned_at = clock_timestamp(), started_at = NULL,
+                    lease_expires_at = clock_timestamp() + %(lease_ttl)s
+    FROM candidate WHERE jobs.id = candidate.id
+    RETURNING jobs.*
+), attempt_row AS (
+    INSERT INTO job_attempts (job_id, attempt, worker_id, state, assigned_at)
+    SELECT id, attempt, worker_id, 'ASSIGNED', assigned_at FROM assigned
+), audit AS (
+    INSERT INTO audit_logs (occurred_at, event_type, actor, correlation_id, payload)
+    SELECT assigned_at, 'JobAssigned', 'system', id::text,
+           jsonb_build_object('worker_id', worker_id::text, 'attempt', attempt)
+    FROM assigned
+)
+SELECT assigned.*,
+       COALESCE((SELECT max(l.sequence) FROM job_logs l WHERE l.job_id = assigned.id), 0)
+           AS last_log_sequence,
+       pg_notify('hodei_job_events', assigned.id::text) AS notified
+FROM assigned;
+
+-- mark_job_running --
+-- ASSIGNED -> RUNNING for the current attempt held by this worker.
+WITH running AS (
+    UPDATE jobs SET state = 'RUNNING', started_at = %(started_at)s,
+                    lease_expires_at = clock_timestamp() + %(lease_ttl)s
+    WHERE id = %(job_id)s AND attempt = %(attempt)s AND worker_id = %(worker_id)s
+      AND state = 'ASSIGNED'
+    RETURNING id, attempt, started_at
+), attempt_row AS (
+    UPDATE job_attempts SET state = 'RUNNING', started_at = running.started_at
+    FROM running WHERE job_attempts.job_id = running.id AND job_attempts.attempt = running.attempt
+), audit AS (
+    INSERT INTO audit_logs (event_type, actor, correlation_id, payload)
+    SELECT 'JobStatusChanged', %(actor)s, id::text,
+           jsonb_build_object('from', 'ASSIGNED', 'to', 'RUNNING', 'attempt', attempt,
+                              'pid', %(pid)s::integer)
+    FROM running
+)
+SELECT id, pg_notify('hodei_job_events', id::text) FROM running;
+
+-- finish_job --
+-- ASSIGNED/RUNNING -> an end state for the current attempt held by this worker.
+WITH previous AS (
+    SELECT id, state FROM jobs
+    WHERE id = %(job_id)s AND attempt = %(attempt)s AND worker_id = %(worker_id)s
+      AND state IN ('ASSIGNED', 'RUNNING')
+    FOR UPDATE
+), finished AS (
+    UPDATE jobs SET state = %(to)s, exit_code = %(exit_code)s,
+                    error_message = %(error_message)s, finished_at = %(finished_at)s,
+                    lease_expires_at = NULL
+    FROM previous WHERE jobs.id = previous.id
+    RETURNING jobs.id, jobs.attempt, jobs.finished_at, previous.state AS from_state
+), attempt_row AS (
+    UPDATE job_attempts SET state = %(to)s, finished_at = finished.finished_at,
+                            exit_code = %(exit_code)s, error_message = %(error_message)s
+    FROM finished
+    WHERE job_attempts.job_id = finished.id AND job_attempts.attempt = finished.attempt
+), audit AS (
+    INSERT INTO audit_logs (event_type, actor, correlation_id, payload)
+    SELECT 'JobStatusChanged', %(actor)s, id::text,
+           jsonb_strip_nulls(jsonb_build_object(
+               'from', from_state, 'to', %(to)s::text, 'attempt', attempt,
+               'exit_code', %(exit_code)s::integer,
+               'error', NULLIF(%(error_message)s::text, '')))
+    FROM finished
+)
+SELECT id, from_state, pg_notify('hodei_job_events', id::text) FROM finished;
+
+-- job_fencing_state --
+-- What the job looks like now, to explain why a worker's message was not applied.
+SELECT state, attempt, worker_id FROM jobs WHERE id = %(job_id)s;
+
+-- append_logs --
+-- Store a batch of log lines for the current attempt; lines already stored are skipped.
+WITH current_attempt AS (
+    SELECT id FROM jobs
+    WHERE id = %(job_id)s AND attempt = %(attempt)s AND worker_id = %(worker_id)s
+), stored AS (
+    INSERT INTO job_logs (job_id, sequence, attempt, ts, stream, level, line, invalid_utf8)
+    SELECT %(job_id)s, l.sequence, %(attempt)s, l.ts, l.stream, l.level, l.line, l.invalid_utf8
+    FROM current_attempt,
+         unnest(%(sequences)s::bigint[], %(timestamps)s::timestamptz[], %(streams)s::text[],
+                %(levels)s::text[], %(lines)s::text[], %(invalid)s::boolean[])
+             AS l (sequence, ts, stream, level, line, invalid_utf8)
+    ON CONFLICT (job_id, sequence) DO NOTHING
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM current_attempt) AS fenced_ok,
+       (SELECT count(*) FROM stored) AS stored,
+       pg_notify('hodei_logs', %(job_id)s::text) AS notified;
+
+-- get_logs --
+-- A page of a job's log, by sequence, optionally filtered by level and text.
+SELECT sequence, attempt, ts, stream, level, line, invalid_utf8 FROM job_logs
+WHERE job_id = %(job_id)s AND sequence > %(after_sequence)s
+  AND (%(levels)s::text[] IS NULL OR level = ANY (%(levels)s::text[]))
+  AND (%(contains)s::text IS NULL OR strpos(lower(line), lower(%(contains)s)) > 0)
+ORDER BY sequence
+LIMIT %(limit)s;
+
+-- job_events --
+-- A job's audit trail after a given event id, oldest first.
+SELECT id, occurred_at, event_type, actor, payload FROM audit_logs
+WHERE correlation_id = %(job_id)s AND id > %(after_id)s
+ORDER BY id;
+
+-- queue_status --
+-- How many jobs are in each state, how many may run now, and how many workers are ready.
+SELECT
+    (SELECT coalesce(jsonb_object_agg(state, n), '{}') FROM (
+        SELECT state, count(*) AS n FROM jobs GROUP BY state) s) AS by_state,
+    (SELECT count(*) FROM jobs WHERE state = 'PENDING' AND run_after <= clock_timestamp())
+        AS queue_depth,
+    (SELECT count(*) FROM jobs WHERE state = 'PENDING' AND run_after > clock_timestamp())
+        AS delayed,
+    (SELECT count(*) FROM workers WHERE state = 'READY') AS ready_workers;
+
+-- list_workers --
+-- Workers with what they hold right now.
+SELECT w.*, COALESCE(used.cpu, 0) AS used_cpu_cores, COALESCE(used.memory, 0) AS used_memory_mb,
+       COALESCE(used.jobs, 0) AS running_jobs
+FROM workers w
+LEFT JOIN LATERAL (
+    SELECT sum(j.cpu_cores) AS cpu, sum(j.memory_mb) AS memory, count(*) AS jobs
+    FROM jobs j WHERE j.worker_id = w.id AND j.state IN ('ASSIGNED', 'RUNNING')
+) used ON true
+WHERE %(include_terminated)s OR w.state <> 'TERMINATED'
+ORDER BY w.registered_at;
+
+-- create_bootstrap_token --
+-- A one-time token a provider hands to the worker it starts.
+INSERT INTO worker_bootstrap_tokens (token_hash, provider, worker_id, expires_at)
+VALUES (%(token_hash)s, %(provider)s, %(worker_id)s, clock_timestamp() + %(ttl)s);
+
+-- consume_bootstrap_token --
+-- Use a one-time token: it must exist, be unused and unexpired. Returns its provider and the
+-- worker id it was made for (or the one given, when it was made for none).
+UPDATE worker_bootstrap_tokens SET used_at = clock_timestamp(),
+                                   worker_id = COALESCE(worker_id, %(worker_id)s)
+WHERE token_hash = %(token_hash)s AND used_at IS NULL AND expires_at > clock_timestamp()
+RETURNING provider, worker_id;
+
+-- bootstrap_token_state --
+-- Why a one-time token was refused: unknown, used or expired.
+SELECT used_at IS NOT NULL AS used, expires_at <= clock_timestamp() AS expired
+FROM worker_bootstrap_tokens WHERE token_hash = %(token_hash)s;
+
+-- insert_worker --
+-- A newly registered worker and its WorkerRegistered audit event.
+WITH worker AS (
+    INSERT INTO workers (id, provider, hostname, arch, region, runtime, cpu_cores, memory_mb,
+                         gpus, labels, version, state, session_token_hash)
+    VALUES (%(id)s, %(provider)s, %(hostname)s, %(arch)s, %(region)s, %(runtime)s,
+            %(cpu_cores)s, %(memory_mb)s, %(gpus)s, %(labels)s, %(version)s, 'DISCONNECTED',
+            %(session_token_hash)s)
+    RETURNING id, registered_at
+)
+INSERT INTO audit_logs (occurred_at, event_type, actor, correlation_id, payload)
+SELECT registered_at, 'WorkerRegistered', 'worker:' || id::text, id::text, %(audit_payload)s
+FROM worker;
+
+-- worker_session --
+-- The worker a session token belongs to, unless it was terminated.
+SELECT id, provider, state, cpu_cores, memory_mb FROM workers
+WHERE id = %(id)s AND session_token_hash = %(session_token_hash)s AND state <> 'TERMINATED';
+
+-- worker_active_jobs --
+-- The attempts a worker holds (ASSIGNED or RUNNING), with what they reserve.
+SELECT id, attempt, cpu_cores, memory_mb FROM jobs
+WHERE worker_id = %(id)s AND state IN ('ASSIGNED', 'RUNNING');
+
+-- set_worker_state --
+-- Change a worker's state and audit it with the given event.
+WITH changed AS (
+    UPDATE workers SET state = %(state)s, last_heartbeat_at = clock_timestamp(),
+                       last_audited_heartbeat_at = clock_timestamp(),
+                       terminated_at = CASE WHEN %(state)s = 'TERMINATED'
+                                            THEN clock_timestamp() END
+    WHERE id = %(id)s AND state <> 'TERMINATED'
+    RETURNING id
+)
+INSERT INTO audit_logs (event_type, actor, correlation_id, payload)
+SELECT %(event_type)s, %(actor)s, id::text,
+       jsonb_build_object('state', %(state)s::text, 'reason', %(reason)s::text)
+FROM changed;
+
+-- worker_heartbeat --
+-- Record a heartbeat, renew the leases of the worker's jobs, and audit at most once a minute.
+WITH beat AS (
+    UPDATE workers SET last_heartbeat_at = clock_timestamp(),
+        last_audited_heartbeat_at = CASE
+            WHEN last_audited_heartbeat_at < clock_timestamp() - interval '1 minute'
+            THEN clock_timestamp() ELSE last_audited_heartbeat_at END
+    WHERE id = %(id)s AND state <> 'TERMINATED'
+    RETURNING id, last_audited_heartbeat_at = last_heartbeat_at AS audit_now
+), leases AS (
+    UPDATE jobs SET lease_expires_at = clock_timestamp() + %(lease_ttl)s
+    WHERE worker_id = %(id)s AND state IN ('ASSIGNED', 'RUNNING')
+)
+INSERT INTO audit_logs (event_type, actor, correlation_id, payload)
+SELECT 'WorkerHeartbeat', 'worker:' || id::text, id::text,
+       jsonb_build_object('cpu_percent', %(cpu_percent)s::double precision,
+                          'memory_used_mb', %(memory_used_mb)s::bigint,
+                          'running_jobs', %(running_jobs)s::integer)
+FROM beat WHERE audit_now;
+
+-- live_worker_profiles --
+-- The shape of every worker that is not terminated, for the "could this job ever run" check.
+SELECT id, provider, runtime, arch, region, cpu_cores, memory_mb, gpus FROM workers
+WHERE state <> 'TERMINATED';
+
+-- upsert_provider --
+-- Create a provider, or update it when one of that name exists; audited.
+WITH existing AS (
+    SELECT id FROM providers WHERE name = %(name)s
+), saved AS (
+    INSERT INTO providers (id, name, type, enabled, priority, min_workers, max_workers,
+                           idle_timeout_s, config)
+    VALUES (%(id)s, %(name)s, %(type)s, %(enabled)s, %(priority)s, %(min_workers)s,
+            %(max_workers)s, %(idle_timeout_s)s, %(config)s)
+    ON CONFLICT (name) DO UPDATE SET
+        type = excluded.type, enabled = excluded.enabled, priority = excluded.priority,
+        min_workers = excluded.min_workers, max_workers = excluded.max_workers,
+        idle_timeout_s = excluded.idle_timeout_s, config = excluded.config,
+        updated_at = clock_timestamp()
+    RETURNING *
+), audit AS (
+    INSERT INTO audit_logs (event_type, actor, correlation_id, payload)
+    SELECT CASE WHEN EXISTS (SELECT 1 FROM existing) THEN 'ProviderUpdated'
+                ELSE 'ProviderCreated' END,
+           %(actor)s, saved.id::text,
+           jsonb_build_object('name', saved.name, 'type', saved.type, 'enabled', saved.enabled,
+                              'min_workers', saved.min_workers, 'max_workers', saved.max_workers)
+    FROM saved
+)
+SELECT * FROM saved;
+
+-- list_providers --
+-- Every provider, highest priority first.
+SELECT * FROM providers ORDER BY priority DESC, name;
