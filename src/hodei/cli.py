@@ -191,7 +191,7 @@ def up(
             url = settings.database_url
             if url is None:
                 settings.data_dir.mkdir(parents=True, exist_ok=True)
-                embedded = EmbeddedPostgres(settings.data_dir)
+                embedded = EmbeddedPostgres(settings.data_dir, bin_dir=settings.postgres_bin_dir)
                 with err.status("starting the embedded PostgreSQL…"):
                     url = await embedded.start()
                 log.info(
@@ -315,7 +315,7 @@ def db_migrate(data_dir: DataDirOpt = None, database_url: DatabaseOpt = None) ->
         embedded = None
         url = settings.database_url
         if url is None:
-            embedded = EmbeddedPostgres(settings.data_dir)
+            embedded = EmbeddedPostgres(settings.data_dir, bin_dir=settings.postgres_bin_dir)
             url = await embedded.start()
         try:
             applied = await migrate(url)

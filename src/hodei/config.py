@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HODEI_", extra="ignore")
 
     database_url: str | None = None
+    # The PostgreSQL server programs for the embedded database; searched for when unset.
+    postgres_bin_dir: Path | None = None
     data_dir: Path = Field(default_factory=default_data_dir)
     bind_host: str = Field("127.0.0.1", validation_alias=AliasChoices("HODEI_BIND", "bind_host"))
     grpc_port: int = Field(

@@ -41,16 +41,18 @@ WITH ended AS (
                     finished_at = clock_timestamp()
     WHERE id = %(id)s AND state = 'PENDING'
     RETURNING id, finished_at
-), request AS (
-    INSERT INTO audit_logs (occurred_at, event_type, actor, correlation_id, payload)
-    SELECT finished_at, %(request_event)s, %(actor)s, id::text, %(request_payload)s FROM ended
-    WHERE %(request_event)s::text IS NOT NULL
-), changed AS (
+), audit AS (
+    -- The request (e.g. JobCancelled), if any, then the change, in that order.
     INSERT INTO audit_logs (event_type, actor, correlation_id, payload)
-    SELECT 'JobStatusChanged', %(actor)s, id::text,
-           jsonb_build_object('from', 'PENDING', 'to', %(to)s::text,
-                              'reason', %(error_message)s::text)
-    FROM ended
+    SELECT event.type, %(actor)s, ended.id::text, event.payload
+    FROM ended, (VALUES
+        (1, %(request_event)s::text, %(request_payload)s::jsonb),
+        (2, 'JobStatusChanged', jsonb_strip_nulls(jsonb_build_object(
+            'from', 'PENDING', 'to', %(to)s::text,
+            'reason', NULLIF(%(error_message)s::text, ''))))
+    ) AS event (n, type, payload)
+    WHERE event.type IS NOT NULL
+    ORDER BY event.n
 )
 SELECT id, pg_notify('hodei_job_events', id::text) FROM ended;
 

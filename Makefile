@@ -1,0 +1,53 @@
+# The two commands of the README: `make run` and `make test`. Both install what they need and
+# are safe to run twice.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+
+.PHONY: run test check unit integration e2e bench proto system-deps clean
+
+$(VENV)/.run-installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e .
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@ $(VENV)/.run-installed
+
+## run: start Hodei (embedded PostgreSQL, server, local workers). Ctrl-C stops it.
+run: $(VENV)/.run-installed
+	$(BIN)/hodei up
+
+## test: every check and test; installs the system packages the tests need (as root).
+test: system-deps $(VENV)/.dev-installed check
+	$(BIN)/pytest -q
+
+check: $(VENV)/.dev-installed
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
+	$(BIN)/mypy
+
+unit: $(VENV)/.dev-installed
+	$(BIN)/pytest -q tests/unit
+
+integration: $(VENV)/.dev-installed
+	$(BIN)/pytest -q tests/integration
+
+e2e: $(VENV)/.dev-installed
+	$(BIN)/pytest -q tests/e2e
+
+system-deps:
+	bash scripts/install-system-deps.sh
+
+bench: $(VENV)/.dev-installed
+	$(PY) bench/dispatch.py
+
+proto: $(VENV)/.dev-installed
+	$(PY) scripts/gen_protos.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
