@@ -10,28 +10,22 @@ import signal
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import grpc
-import psutil
 import typer
-from rich.console import Console
 from rich.logging import RichHandler
 
 from hodei.cli_jobs import job_app, logs
+from hodei.cli_output import err, print_error, print_status
 from hodei.config import Settings
 from hodei.domain.errors import HodeiError
-from hodei.domain.providers import ProviderConfig, ProviderType
-from hodei.server import HodeiServer, ServerConfig
-from hodei.services.workers import WorkerProtocolConfig
-from hodei.store.database import Database
-from hodei.store.embedded import EmbeddedPostgres
-from hodei.store.migrations import migrate
-from hodei.store.providers import ProviderRepository
-from hodei.worker.agent import AgentConfig, WorkerAgent
-from hodei.worker.runtime import ProcessRuntime
 
-err = Console(stderr=True, highlight=False)
+if TYPE_CHECKING:
+    from hodei.server import ServerConfig
+
+# The server, worker and database modules are imported inside the commands that run them, so
+# that client commands (`hodei job get`, …) start fast.
+
 log = logging.getLogger("hodei")
 
 app = typer.Typer(
@@ -81,7 +75,7 @@ def settings_from(**overrides: object) -> Settings:
     try:
         return Settings(**given)  # type: ignore[arg-type]
     except ValueError as exc:
-        err.print(f"[red]error:[/] invalid setting: {exc}")
+        print_error(f"invalid setting: {exc}")
         raise typer.Exit(2) from None
 
 
@@ -110,11 +104,14 @@ def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> Non
     try:
         asyncio.run(runner())
     except (HodeiError, OSError) as exc:
-        err.print(f"[red]error:[/] {exc}")
+        print_error(str(exc))
         raise typer.Exit(1) from None
 
 
 def server_config(settings: Settings, database_url: str) -> ServerConfig:
+    from hodei.server import ServerConfig
+    from hodei.services.workers import WorkerProtocolConfig
+
     return ServerConfig(
         database_url=database_url,
         data_dir=settings.data_dir,
@@ -131,6 +128,11 @@ def server_config(settings: Settings, database_url: str) -> ServerConfig:
 
 async def ensure_local_provider(database_url: str, workers: int) -> None:
     """Make the ``local`` provider exist and keep ``workers`` workers (0 disables it)."""
+    from hodei.domain.providers import ProviderConfig, ProviderType
+    from hodei.store.database import Database
+    from hodei.store.migrations import migrate
+    from hodei.store.providers import ProviderRepository
+
     await migrate(database_url)
     db = await Database.connect(database_url, min_size=1, max_size=1)
     try:
@@ -183,6 +185,8 @@ def up(
         log_level=log_level,
     )
     setup_logging(settings.log_level)
+    from hodei.server import HodeiServer
+    from hodei.store.embedded import EmbeddedPostgres
 
     async def main(stop: asyncio.Event) -> None:
         embedded: EmbeddedPostgres | None = None
@@ -200,9 +204,10 @@ def up(
             await ensure_local_provider(url, settings.local_workers)
             server = HodeiServer(server_config(settings, url))
             await server.start()
-            err.print(
-                f"[bold green]Hodei is up.[/] gRPC {settings.bind_host}:{settings.grpc_port} · "
-                f"web http://{settings.bind_host}:{settings.http_port} · Ctrl-C to stop"
+            print_status(
+                f"Hodei is up. gRPC {settings.bind_host}:{settings.grpc_port} · "
+                f"web http://{settings.bind_host}:{settings.http_port} · Ctrl-C to stop",
+                style="bold green",
             )
             await stop.wait()
             log.info("stopping…")
@@ -234,9 +239,11 @@ def server(
         log_level=log_level,
     )
     if settings.database_url is None:
-        err.print("[red]error:[/] hodei server needs HODEI_DATABASE_URL (or use `hodei up`)")
+        print_error("hodei server needs HODEI_DATABASE_URL (or use `hodei up`)")
         raise typer.Exit(2)
     setup_logging(settings.log_level)
+    from hodei.server import HodeiServer
+
     url = settings.database_url
 
     async def main(stop: asyncio.Event) -> None:
@@ -277,8 +284,14 @@ def worker(
 ) -> None:
     """Run a worker agent: register with a one-time token and run the jobs it is given."""
     if not otp:
-        err.print("[red]error:[/] a worker needs a one-time token: --otp or HODEI_OTP_TOKEN")
+        print_error("a worker needs a one-time token: --otp or HODEI_OTP_TOKEN")
         raise typer.Exit(2)
+    import grpc
+    import psutil
+
+    from hodei.worker.agent import AgentConfig, WorkerAgent
+    from hodei.worker.runtime import ProcessRuntime
+
     setup_logging(settings_from(log_level=log_level).log_level)
     if os.environ.get("HODEI_WORKER_MANAGED") == "1":
         # Its provider stops it with SIGTERM; a Ctrl-C at the terminal is the server's to handle.
@@ -310,6 +323,8 @@ def worker(
 def db_migrate(data_dir: DataDirOpt = None, database_url: DatabaseOpt = None) -> None:
     """Apply the migrations the database lacks."""
     settings = settings_from(data_dir=data_dir, database_url=database_url)
+    from hodei.store.embedded import EmbeddedPostgres
+    from hodei.store.migrations import migrate
 
     async def main(stop: asyncio.Event) -> None:
         embedded = None
@@ -323,7 +338,7 @@ def db_migrate(data_dir: DataDirOpt = None, database_url: DatabaseOpt = None) ->
             if embedded is not None:
                 await embedded.stop()
         names = ", ".join(f"{m.version:04d}_{m.name}" for m in applied)
-        err.print(f"applied: {names}" if applied else "the schema is up to date")
+        print_status(f"applied: {names}" if applied else "the schema is up to date")
 
     run_until_signalled(main)
 
@@ -335,11 +350,11 @@ def db_url(data_dir: DataDirOpt = None, database_url: DatabaseOpt = None) -> Non
     if settings.database_url:
         print(settings.database_url)
         return
+    from hodei.store.embedded import EmbeddedPostgres
+
     url = EmbeddedPostgres(settings.data_dir).stored_url()
     if url is None:
-        err.print(
-            f"[red]error:[/] no embedded database in {settings.data_dir} yet: run `hodei up` first"
-        )
+        print_error(f"no embedded database in {settings.data_dir} yet: run `hodei up` first")
         raise typer.Exit(1)
     print(url)
 

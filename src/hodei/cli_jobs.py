@@ -10,14 +10,12 @@ from typing import Annotated, TypeVar
 
 import grpc
 import typer
-from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
+from rich.text import Text
 
+from hodei.cli_output import err, out, print_error, print_status
 from hodei.client import HodeiClient
 from hodei.v1 import jobs_pb2, logs_pb2
-
-err = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
 
 job_app = typer.Typer(help="Submit, follow, list, inspect and cancel jobs.", no_args_is_help=True)
 
@@ -45,12 +43,12 @@ def run_client(address: str, action: Callable[[HodeiClient], Awaitable[T]]) -> T
         return asyncio.run(runner())
     except grpc.aio.AioRpcError as error:
         if error.code() == grpc.StatusCode.UNAVAILABLE:
-            err.print(
-                f"[red]error:[/] cannot reach the Hodei server at {address} "
+            print_error(
+                f"cannot reach the Hodei server at {address} "
                 "(is it running? start it with `hodei up`)"
             )
         else:
-            err.print(f"[red]error:[/] {error.details()}", markup=True)
+            print_error(error.details() or error.code().name)
         raise typer.Exit(1) from None
 
 
@@ -219,7 +217,7 @@ def run(
 
     async def action(client: HodeiClient) -> jobs_pb2.Job:
         job_id = await client.queue(definition)
-        err.print(f"[dim]job {job_id} queued[/]")
+        print_status(f"job {job_id} queued", style="dim")
         await stream_logs(client, job_id, follow=True, waiting="waiting for a worker…")
         return await client.get(job_id)
 
@@ -232,7 +230,7 @@ def report_end(job: jobs_pb2.Job) -> int:
     state = jobs_pb2.JobState.Name(job.state)
     colour = "green" if state == "SUCCEEDED" else "red"
     detail = f": {job.error_message}" if job.error_message else ""
-    err.print(f"[{colour}]job {job.id} {state}[/]{detail}")
+    print_status(f"job {job.id} {state}{detail}", style=colour)
     if state == "TIMEOUT":
         return EXIT_TIMEOUT
     if state == "CANCELLED":
@@ -301,7 +299,7 @@ def get(
         ("error", job.error_message or "-"),
     ]
     for key, value in rows:
-        table.add_row(f"[bold]{key}[/]", value)
+        table.add_row(Text(key, style="bold"), Text(value))
     out.print(table)
 
 
@@ -338,11 +336,12 @@ def list_jobs(
         states.append(jobs_pb2.JobState.Value(value.upper()))
     request = jobs_pb2.ListJobsRequest(states=states, name=name, page_size=limit)
     response = run_client(server, lambda c: c.list(request))
-    table = Table("ID", "NAME", "STATE", "DURATION", "CREATED")
+    # The id is what people copy into other commands: never cut it.
+    table = Table(Column("ID", no_wrap=True, min_width=36), "NAME", "STATE", "DURATION", "CREATED")
     for job in response.jobs:
         table.add_row(
             job.id,
-            job.definition.name,
+            Text(job.definition.name),
             jobs_pb2.JobState.Name(job.state),
             _duration(job),
             _when(job, "created_at"),
@@ -357,4 +356,4 @@ def cancel(
 ) -> None:
     """Cancel a job."""
     job = run_client(server, lambda c: c.cancel(job_id))
-    err.print(f"job {job.id}: cancel requested ({jobs_pb2.JobState.Name(job.state)})")
+    print_status(f"job {job.id}: cancel requested ({jobs_pb2.JobState.Name(job.state)})")
