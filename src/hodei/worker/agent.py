@@ -24,7 +24,14 @@ from hodei.domain.logs import LogRecord
 from hodei.domain.states import JobState
 from hodei.v1 import jobs_pb2, worker_pb2, worker_pb2_grpc
 from hodei.worker.capture import BatchLimits, LogBatcher, SecretMasker
-from hodei.worker.runtime import Execution, ExecutionResult, JobLaunch, LaunchError, Runtime
+from hodei.worker.runtime import (
+    Execution,
+    ExecutionResult,
+    JobLaunch,
+    LaunchError,
+    Runtime,
+    use_pidfd_child_watcher,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +94,7 @@ class WorkerAgent:
 
     async def run(self) -> None:
         """Register, then keep a stream to the server until stopped."""
+        use_pidfd_child_watcher()
         async with grpc.aio.insecure_channel(self._config.server_address) as channel:
             stub = worker_pb2_grpc.WorkerAgentServiceStub(channel)
             registration = await stub.Register(
