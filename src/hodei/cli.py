@@ -109,6 +109,7 @@ def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> Non
 
 
 def server_config(settings: Settings, database_url: str) -> ServerConfig:
+    from hodei.domain.retries import RetryPolicy
     from hodei.server import ServerConfig
     from hodei.services.workers import WorkerProtocolConfig
 
@@ -121,8 +122,9 @@ def server_config(settings: Settings, database_url: str) -> ServerConfig:
         protocol=WorkerProtocolConfig(
             heartbeat_interval=timedelta(seconds=settings.heartbeat_interval_s),
             lease_ttl=timedelta(seconds=settings.lease_ttl_s),
+            cancel_grace=timedelta(seconds=settings.cancel_grace_s),
         ),
-        cancel_grace=timedelta(seconds=settings.cancel_grace_s),
+        retry=RetryPolicy(base=timedelta(seconds=settings.retry_base_s)),
     )
 
 
@@ -261,7 +263,11 @@ def server(
 def worker(
     server_address: Annotated[
         str,
-        typer.Option("--server", envvar="HODEI_SERVER_ADDRESS", help="The server's gRPC address."),
+        typer.Option(
+            "--server",
+            envvar="HODEI_SERVER_ADDRESS",
+            help="The server's gRPC address; several, comma-separated, to fail over.",
+        ),
     ] = "localhost:50051",
     otp: Annotated[
         str,
@@ -280,41 +286,59 @@ def worker(
     work_dir: Annotated[
         Path | None, typer.Option("--work-dir", help="Where job working directories go.")
     ] = None,
+    drain_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--drain-timeout",
+            envvar="HODEI_DRAIN_TIMEOUT_S",
+            help="Seconds running jobs get to finish on SIGTERM before they are handed back.",
+        ),
+    ] = None,
     log_level: LogLevelOpt = None,
 ) -> None:
-    """Run a worker agent: register with a one-time token and run the jobs it is given."""
+    """Run a worker agent: register with a one-time token and run the jobs it is given.
+
+    SIGTERM drains it: no new jobs, running ones get the drain timeout, the rest go back to the
+    queue for another worker."""
     if not otp:
         print_error("a worker needs a one-time token: --otp or HODEI_OTP_TOKEN")
         raise typer.Exit(2)
+    settings = settings_from(log_level=log_level, drain_timeout_s=drain_timeout)
+    setup_logging(settings.log_level)
     import grpc
     import psutil
 
-    from hodei.worker.agent import AgentConfig, WorkerAgent
+    from hodei.worker.agent import AgentConfig, WorkerAgent, orphan_watch
     from hodei.worker.runtime import ProcessRuntime
 
-    setup_logging(settings_from(log_level=log_level).log_level)
-    if os.environ.get("HODEI_WORKER_MANAGED") == "1":
+    managed = os.environ.get("HODEI_WORKER_MANAGED") == "1"
+    if managed:
         # Its provider stops it with SIGTERM; a Ctrl-C at the terminal is the server's to handle.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
     config = AgentConfig(
-        server_address=server_address,
+        server_addresses=tuple(a.strip() for a in server_address.split(",") if a.strip()),
         otp=otp,
         cpu_cores=cpus or float(os.cpu_count() or 1),
         memory_mb=memory_mb or psutil.virtual_memory().total // 2**20,
         region=region,
         work_dir=work_dir or Path(os.environ.get("TMPDIR", "/tmp")),
+        drain_timeout=timedelta(seconds=settings.drain_timeout_s),
     )
 
     async def main(stop: asyncio.Event) -> None:
         agent = WorkerAgent(config, ProcessRuntime())
         stopper = asyncio.create_task(stop.wait())
         stopper.add_done_callback(lambda _: agent.stop())
+        watcher = orphan_watch(agent, parent) if managed else None
         try:
             await agent.run()
         except grpc.aio.AioRpcError as error:
             raise HodeiError(f"the server refused this worker: {error.details()}") from None
         finally:
             stopper.cancel()
+            if watcher is not None:
+                watcher.cancel()
 
     run_until_signalled(main)
 

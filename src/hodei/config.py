@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = Field(5.0, gt=0)
     lease_ttl_s: float = Field(30.0, gt=0)
     cancel_grace_s: float = Field(10.0, ge=0)
+    retry_base_s: float = Field(1.0, ge=0)
+    drain_timeout_s: float = Field(10.0, ge=0)
     otp_token: str | None = None
 
     @field_validator("log_level", mode="before")

@@ -19,11 +19,13 @@ from grpc_reflection.v1alpha import reflection
 from hodei.api.grpc.servicers import JobExecutionServicer, LogStreamServicer, SchedulerServicer
 from hodei.api.grpc.worker_agent import WorkerAgentServicer
 from hodei.api.http.app import create_app
+from hodei.domain.retries import RetryPolicy
 from hodei.domain.workers import WorkerState
 from hodei.providers.base import ProviderContext
 from hodei.providers.manager import ProviderManager
 from hodei.scheduler.catalog import CapacityCatalog
 from hodei.scheduler.dispatcher import Dispatcher
+from hodei.scheduler.reaper import Reaper
 from hodei.scheduler.sessions import SessionRegistry
 from hodei.services.jobs import JobService
 from hodei.services.logs import LogService
@@ -34,7 +36,7 @@ from hodei.store.database import Database
 from hodei.store.jobs import JobRepository
 from hodei.store.logs import LogRepository
 from hodei.store.migrations import migrate
-from hodei.store.notify import JOBS_CHANNEL, Notifier
+from hodei.store.notify import CANCELS_CHANNEL, JOBS_CHANNEL, Notifier
 from hodei.store.providers import ProviderRepository
 from hodei.store.workers import WorkerRepository
 from hodei.v1 import (
@@ -68,7 +70,10 @@ class ServerConfig:
     grpc_port: int = 50051
     http_port: int = 8080
     protocol: WorkerProtocolConfig = field(default_factory=WorkerProtocolConfig)
-    cancel_grace: timedelta = timedelta(seconds=10)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # How long past a job's deadline the server waits for the worker's own timeout to report.
+    timeout_grace: timedelta = timedelta(seconds=15)
+    reap_interval: timedelta = timedelta(seconds=1)
 
     @property
     def worker_address(self) -> str:
@@ -93,6 +98,7 @@ class HodeiServer:
         self._db: Database | None = None
         self._notifier: Notifier | None = None
         self._dispatcher: Dispatcher | None = None
+        self._reaper: Reaper | None = None
         self._providers: ProviderManager | None = None
         self._grpc: grpc.aio.Server | None = None
         self._http: _EmbeddedUvicorn | None = None
@@ -107,20 +113,30 @@ class HodeiServer:
         self._db = db = await Database.connect(cfg.database_url, max_size=20)
         self._notifier = notifier = Notifier(cfg.database_url)
         await notifier.start()
-        jobs, logs = JobRepository(db), LogRepository(db)
+        jobs, logs = JobRepository(db, cfg.retry), LogRepository(db)
         workers, providers = WorkerRepository(db), ProviderRepository(db)
         sessions = SessionRegistry()
         self._dispatcher = dispatcher = Dispatcher(jobs, sessions, lease_ttl=cfg.protocol.lease_ttl)
         notifier.on(JOBS_CHANNEL, dispatcher.wake)
+        self._reaper = reaper = Reaper(
+            jobs,
+            sessions,
+            dispatcher,
+            lease_ttl=cfg.protocol.lease_ttl,
+            timeout_grace=cfg.timeout_grace,
+            interval=cfg.reap_interval,
+        )
         manager = ProviderManager(providers, self._provider_context(workers))
         catalog = CapacityCatalog(workers, manager.profiles)
         worker_service = WorkerService(
             workers, jobs, logs, sessions, dispatcher, catalog, cfg.protocol
         )
+        job_service = JobService(
+            jobs, catalog, dispatcher, sessions, notifier, cancel_grace=cfg.protocol.cancel_grace
+        )
+        notifier.on(CANCELS_CHANNEL, job_service.on_cancel_notification)
         services = Services(
-            jobs=JobService(
-                jobs, catalog, dispatcher, sessions, notifier, cancel_grace=cfg.cancel_grace
-            ),
+            jobs=job_service,
             logs=LogService(jobs, logs, notifier),
             scheduler=SchedulerService(workers),
             workers=worker_service,
@@ -129,6 +145,7 @@ class HodeiServer:
         await self._start_grpc(services)
         await self._start_http(services)
         dispatcher.start()
+        reaper.start()
         self._providers = manager
         await manager.start()
         log.info(
@@ -157,6 +174,7 @@ class HodeiServer:
         return ProviderContext(
             server_address=self.config.worker_address,
             log_dir=self.config.data_dir / "logs",
+            work_dir=self.config.data_dir / "work",
             create_token=create_token,
             worker_gone=worker_gone,
         )
@@ -226,6 +244,8 @@ class HodeiServer:
             self._http.should_exit = True
             with contextlib.suppress(asyncio.CancelledError):
                 await self._http_task
+        if self._reaper is not None:
+            await self._reaper.stop()
         if self._dispatcher is not None:
             await self._dispatcher.stop()
         if self._notifier is not None:

@@ -78,6 +78,8 @@ def is_running(pid: int) -> bool:
 @contextlib.contextmanager
 def listening_on(port: int) -> Iterator[None]:
     with socket.socket() as holder:
+        # The cluster's own connections may linger in TIME_WAIT on this port.
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         holder.bind(("127.0.0.1", port))
         holder.listen()
         yield
@@ -85,8 +87,8 @@ def listening_on(port: int) -> Iterator[None]:
 
 def pgserver_bin_dir() -> Path:
     spec = importlib.util.find_spec("pgserver")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("the pgserver package is not installed")
+    assert spec is not None, "pgserver (a dependency of hodei) is not installed"
+    assert spec.submodule_search_locations
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 

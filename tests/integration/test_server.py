@@ -89,8 +89,9 @@ async def hodei(database_url: str) -> AsyncIterator[Running]:
             data_dir=data_dir,
             grpc_port=grpc_port,
             http_port=http_port,
-            protocol=WorkerProtocolConfig(heartbeat_interval=timedelta(seconds=1)),
-            cancel_grace=timedelta(seconds=2),
+            protocol=WorkerProtocolConfig(
+                heartbeat_interval=timedelta(seconds=1), cancel_grace=timedelta(seconds=2)
+            ),
         )
     )
     await server.start()
@@ -104,7 +105,7 @@ async def hodei(database_url: str) -> AsyncIterator[Running]:
             await db.close()
         agent = WorkerAgent(
             AgentConfig(
-                server_address=f"127.0.0.1:{grpc_port}",
+                server_addresses=(f"127.0.0.1:{grpc_port}",),
                 otp=otp,
                 cpu_cores=4,
                 memory_mb=8192,

@@ -12,6 +12,7 @@ import pytest
 from hodei.domain.errors import AuthenticationError, StaleAttemptError
 from hodei.domain.jobs import JobSpec, parse_job_spec
 from hodei.domain.logs import LogLevel, LogRecord, LogStream
+from hodei.domain.retries import AttemptOutcome
 from hodei.domain.states import JobState
 from hodei.domain.workers import WorkerInfo, WorkerState
 from hodei.store.database import Database
@@ -77,7 +78,7 @@ async def test_a_worker_gets_only_what_fits_its_free_capacity(db: Database) -> N
         worker_id=worker,
         job_id=first.job.id,
         attempt=1,
-        target=JobState.SUCCEEDED,
+        outcome=AttemptOutcome.SUCCEEDED,
         exit_code=0,
         error_message="",
         finished_at=datetime.now(UTC),
@@ -142,7 +143,7 @@ async def test_a_stale_attempt_is_refused_and_a_repeat_is_harmless(db: Database)
         "worker_id": worker,
         "job_id": job_id,
         "attempt": 1,
-        "target": JobState.FAILED,
+        "outcome": AttemptOutcome.FAILED,
         "exit_code": 3,
         "error_message": "exited with code 3",
         "finished_at": now,

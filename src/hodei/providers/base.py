@@ -17,6 +17,7 @@ class ProviderContext:
 
     server_address: str
     log_dir: Path
+    work_dir: Path  # where its workers put job working directories and their ledgers
     # create_token(worker_id) -> a one-time token bound to this provider and worker id
     create_token: Callable[[str], Awaitable[str]]
     # worker_gone(worker_id, reason): the worker's process ended

@@ -74,6 +74,7 @@ class LocalProvider:
 
     async def start(self) -> None:
         self._context.log_dir.mkdir(parents=True, exist_ok=True)
+        self._context.work_dir.mkdir(parents=True, exist_ok=True)
         self._slots = [
             asyncio.create_task(self._keep_slot(i), name=f"local-worker-{i}")
             for i in range(self._settings.pool_size)
@@ -117,6 +118,8 @@ class LocalProvider:
                 str(s.memory_mb),
                 "--region",
                 s.region,
+                "--work-dir",
+                str(self._context.work_dir),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=log_file,

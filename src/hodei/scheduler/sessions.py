@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from hodei.domain.states import JobState
 from hodei.store.jobs import ClaimedJob
 
 
@@ -25,10 +24,14 @@ class CancelCommand:
 
 @dataclass(frozen=True)
 class AckCommand:
-    job_id: str
-    attempt: int
+    """What the server stored; exactly one of the fields after ``attempt`` is set."""
+
+    job_id: str = ""
+    attempt: int = 0
     logs_through: int | None = None
-    result: JobState | None = None
+    result: bool = False
+    started: bool = False
+    heartbeat: bool = False
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class WorkerSession:
     outbox: asyncio.Queue[Command | None] = field(default_factory=asyncio.Queue)
     active: dict[str, Reservation] = field(default_factory=dict)
     draining: bool = False
+    gone: bool = False  # said goodbye: terminated, not merely disconnected
 
     @property
     def free_cpu(self) -> float:

@@ -133,17 +133,30 @@ class JobService:
             job.id, JobState.CANCELLED, actor=actor, request_event="JobCancelled"
         ):
             return await self._jobs.get(job.id)
-        job = await self._jobs.get(job.id)
-        if job.state.is_final:
-            raise ConflictError(f"job {job.id} already ended: it is {job.state.value}")
-        session = self._sessions.get(job.worker_id or "")
-        if session is None:
-            raise FailedPreconditionError(
-                f"job {job.id} is {job.state.value} on worker {job.worker_id}, which is not "
-                "connected to this server; try again"
-            )
-        session.send(CancelCommand(job.id, job.attempt, self._cancel_grace))
-        return job
+        held = await self._jobs.request_cancel(job.id, actor)
+        if held is None:
+            job = await self._jobs.get(job.id)
+            if job.state.is_final:
+                raise ConflictError(f"job {job.id} already ended: it is {job.state.value}")
+            return await self.cancel(job.id, actor)  # it went back to PENDING meanwhile
+        # The request is stored: the server that holds the worker's stream (told by NOTIFY, or
+        # this one) sends it on, and a worker that reconnects later gets it then.
+        attempt, worker_id = held
+        self.forward_cancel(job.id, attempt, worker_id)
+        return await self._jobs.get(job.id)
+
+    def forward_cancel(self, job_id: str, attempt: int, worker_id: str) -> None:
+        """Tell the worker to stop the attempt, if its stream is on this server."""
+        session = self._sessions.get(worker_id)
+        if session is not None:
+            session.send(CancelCommand(job_id, attempt, self._cancel_grace))
+
+    def on_cancel_notification(self, payload: str) -> None:
+        """A cancel request stored by any server: ``job_id:attempt:worker_id``."""
+        job_id, _, rest = payload.partition(":")
+        attempt, _, worker_id = rest.partition(":")
+        if attempt.isdigit():
+            self.forward_cancel(job_id, int(attempt), worker_id)
 
     async def watch(self, job_id: str) -> AsyncIterator[tuple[AuditEvent, JobState | None]]:
         """The job's events so far, then each new one, until the job is in a final state."""

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from hodei.domain.logs import LogRecord
-from hodei.domain.states import JobState
+from hodei.domain.retries import AttemptOutcome
 from hodei.domain.workers import WorkerInfo, WorkerState
 from hodei.scheduler.catalog import CapacityCatalog
 from hodei.scheduler.dispatcher import Dispatcher
-from hodei.scheduler.sessions import AckCommand, Reservation, SessionRegistry, WorkerSession
+from hodei.scheduler.sessions import (
+    AckCommand,
+    CancelCommand,
+    Reservation,
+    SessionRegistry,
+    WorkerSession,
+)
 from hodei.store.jobs import JobRepository
 from hodei.store.logs import LogRepository
 from hodei.store.workers import Registration, WorkerRepository
@@ -27,6 +33,7 @@ class WorkerProtocolConfig:
     heartbeat_interval: timedelta = timedelta(seconds=5)
     lease_ttl: timedelta = timedelta(seconds=30)
     otp_ttl: timedelta = timedelta(minutes=5)
+    cancel_grace: timedelta = field(default=timedelta(seconds=10))
 
 
 @dataclass(frozen=True)
@@ -35,7 +42,7 @@ class JobOutcome:
 
     job_id: str
     attempt: int
-    state: JobState
+    outcome: AttemptOutcome
     exit_code: int | None
     error_message: str
     finished_at: datetime
@@ -77,7 +84,11 @@ class WorkerService:
         return registration
 
     async def open_session(self, session_token: str) -> WorkerSession:
-        """Authenticate a stream and make its worker READY to take jobs."""
+        """Authenticate a stream and make its worker READY to take jobs.
+
+        A worker that comes back after a break keeps the attempts it holds; cancels asked for
+        while it was away are sent to it now.
+        """
         worker = await self._workers.authenticate(session_token)
         session = WorkerSession(
             worker_id=worker.worker_id,
@@ -85,8 +96,10 @@ class WorkerService:
             cpu_cores=worker.cpu_cores,
             memory_mb=worker.memory_mb,
         )
-        for job_id, (attempt, cpu, memory) in worker.active.items():
-            session.active[job_id] = Reservation(attempt, cpu, memory)
+        for held in worker.active:
+            session.active[held.job_id] = Reservation(held.attempt, held.cpu_cores, held.memory_mb)
+            if held.cancel_requested:
+                session.send(CancelCommand(held.job_id, held.attempt, self.config.cancel_grace))
         previous = self._sessions.add(session)
         if previous is not None:
             previous.close()
@@ -102,7 +115,7 @@ class WorkerService:
     async def close_session(self, session: WorkerSession, reason: str) -> None:
         """The stream ended: the worker is DISCONNECTED until it comes back (or its leases end)."""
         self._sessions.remove(session)
-        if self._sessions.get(session.worker_id) is None:
+        if self._sessions.get(session.worker_id) is None and not session.gone:
             await self._workers.set_state(
                 session.worker_id,
                 WorkerState.DISCONNECTED,
@@ -112,16 +125,28 @@ class WorkerService:
             )
         self._catalog.invalidate()
 
-    async def terminate(self, worker_id: str, reason: str, actor: str = "system") -> None:
-        """The worker is gone for good (its process exited or was stopped)."""
+    async def drain(self, session: WorkerSession) -> None:
+        """The worker takes no new job; it finishes or hands back what it runs."""
+        session.draining = True
         await self._workers.set_state(
-            worker_id,
+            session.worker_id,
+            WorkerState.DRAINING,
+            event_type="WorkerDraining",
+            actor=f"worker:{session.worker_id}",
+        )
+
+    async def goodbye(self, session: WorkerSession, reason: str) -> None:
+        """The worker delivered everything and leaves for good."""
+        session.gone = True
+        await self._workers.set_state(
+            session.worker_id,
             WorkerState.TERMINATED,
             event_type="WorkerTerminated",
-            actor=actor,
-            reason=reason,
+            actor=f"worker:{session.worker_id}",
+            reason=reason or "the worker left",
         )
         self._catalog.invalidate()
+        session.close()
 
     async def heartbeat(
         self, session: WorkerSession, *, cpu_percent: float, memory_used_mb: int
@@ -134,6 +159,7 @@ class WorkerService:
             memory_used_mb=memory_used_mb,
             running_jobs=len(session.active),
         )
+        session.send(AckCommand(heartbeat=True))
 
     async def job_started(
         self, session: WorkerSession, job_id: str, attempt: int, pid: int, started_at: datetime
@@ -147,6 +173,7 @@ class WorkerService:
             pid=pid,
             lease_ttl=self.config.lease_ttl,
         )
+        session.send(AckCommand(job_id, attempt, started=True))
 
     async def logs_received(
         self, session: WorkerSession, job_id: str, attempt: int, lines: Sequence[LogRecord]
@@ -161,22 +188,23 @@ class WorkerService:
 
     async def job_finished(self, session: WorkerSession, outcome: JobOutcome) -> None:
         """Record the end of an attempt, free its capacity and acknowledge it."""
-        await self._jobs.finish(
+        state = await self._jobs.finish(
             worker_id=session.worker_id,
             job_id=outcome.job_id,
             attempt=outcome.attempt,
-            target=outcome.state,
+            outcome=outcome.outcome,
             exit_code=outcome.exit_code,
             error_message=outcome.error_message,
             finished_at=outcome.finished_at,
         )
         session.release(outcome.job_id, outcome.attempt)
-        session.send(AckCommand(outcome.job_id, outcome.attempt, result=outcome.state))
+        session.send(AckCommand(outcome.job_id, outcome.attempt, result=True))
         self._dispatcher.wake()
         log.info(
-            "job %s attempt %d ended %s (exit code %s)",
+            "job %s attempt %d ended %s (exit code %s)%s",
             outcome.job_id,
             outcome.attempt,
-            outcome.state.value,
+            outcome.outcome.value,
             outcome.exit_code,
+            f"; the job is now {state.value}" if state and state.value != outcome.outcome else "",
         )

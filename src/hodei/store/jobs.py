@@ -16,6 +16,7 @@ from hodei.domain.errors import (
     ValidationError,
 )
 from hodei.domain.jobs import CommandType, Job, JobSpec, Preferences, Priority, Resources
+from hodei.domain.retries import AttemptOutcome, RetryPolicy
 from hodei.domain.states import JobState, ensure_transition
 from hodei.store.database import Database, Row
 
@@ -44,6 +45,17 @@ class ClaimedJob:
 
     job: Job
     first_sequence: int
+
+
+@dataclass(frozen=True)
+class ReapedAttempt:
+    """An attempt the server ended because its worker went silent or missed its deadline."""
+
+    job_id: str
+    attempt: int
+    worker_id: str
+    outcome: AttemptOutcome
+    state: JobState
 
 
 @dataclass(frozen=True)
@@ -132,8 +144,9 @@ def _spec_params(spec: JobSpec) -> dict[str, Any]:
 class JobRepository:
     """Every read and write of jobs, attempts and their audit events."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, retry: RetryPolicy | None = None) -> None:
         self._db = db
+        self._retry = retry or RetryPolicy()
 
     async def insert(self, spec: JobSpec, actor: str) -> tuple[str, datetime]:
         """Store a PENDING job with its JobCreated event; returns (id, created_at)."""
@@ -242,7 +255,7 @@ class JobRepository:
             },
         )
         if row is None:
-            await self._explain_refusal(worker_id, job_id, attempt, JobState.RUNNING)
+            await self._explain_refusal(worker_id, job_id, attempt, started=True)
 
     async def finish(
         self,
@@ -250,52 +263,98 @@ class JobRepository:
         worker_id: str,
         job_id: str,
         attempt: int,
-        target: JobState,
+        outcome: AttemptOutcome,
         exit_code: int | None,
         error_message: str,
         finished_at: datetime,
-    ) -> None:
-        """ASSIGNED/RUNNING -> an end state. A repeat of the same result is a no-op.
+    ) -> JobState | None:
+        """Record how this worker's current attempt ended. The job is retried, handed back or
+        ended as the retry rule decides; returns its new state, or None for a harmless repeat.
 
         Raises:
             StaleAttemptError: the attempt is not this worker's current one.
-            InvalidTransitionError: ``target`` is not an end state.
         """
-        if not target.is_final:
-            raise InvalidTransitionError(f"a worker cannot report {target.value} as a result")
+        if outcome is AttemptOutcome.LOST:
+            raise InvalidTransitionError("a worker cannot report its own attempt as lost")
         row = await self._db.fetch_one(
             "finish_job",
             {
                 "job_id": job_id,
                 "attempt": attempt,
                 "worker_id": worker_id,
-                "to": target.value,
+                "outcome": outcome.value,
                 "exit_code": exit_code,
                 "error_message": error_message,
                 "finished_at": finished_at,
                 "actor": f"worker:{worker_id}",
+                "retry_base_s": self._retry.base.total_seconds(),
+                "retry_cap_s": self._retry.cap.total_seconds(),
             },
         )
         if row is None:
-            await self._explain_refusal(worker_id, job_id, attempt, target)
+            await self._explain_refusal(worker_id, job_id, attempt, started=False)
+            return None
+        return JobState(row["state"])
 
     async def _explain_refusal(
-        self, worker_id: str, job_id: str, attempt: int, target: JobState
+        self, worker_id: str, job_id: str, attempt: int, *, started: bool
     ) -> None:
-        """Decide whether an unapplied update was a harmless repeat or a stale attempt."""
-        row = await self._db.fetch_one("job_fencing_state", {"job_id": job_id})
+        """Decide whether an unapplied update was a harmless repeat or a stale attempt.
+
+        A repeat is a message about this worker's attempt that was already applied: a start
+        for an attempt that runs or ended, a result for one that ended (except a lost one,
+        which another attempt replaced: the worker must hear that it is stale).
+        """
+        row = await self._db.fetch_one("job_fencing_state", {"job_id": job_id, "attempt": attempt})
         if row is None:
             raise NotFoundError(f"job {job_id} does not exist")
-        same_attempt = row["attempt"] == attempt and str(row["worker_id"]) == worker_id
-        state = JobState(row["state"])
-        if same_attempt and (state == target or (target == JobState.RUNNING and state.is_final)):
-            return  # a duplicate after a reconnect, or a start reported after the end
-        if same_attempt:
-            ensure_transition(state, target)
+        mine = row["attempt_worker_id"] is not None and str(row["attempt_worker_id"]) == worker_id
+        attempt_state = row["attempt_state"]
+        already_applied = attempt_state not in ("ASSIGNED", AttemptOutcome.LOST.value) and (
+            started or attempt_state != "RUNNING"
+        )
+        if mine and already_applied:
+            return
         raise StaleAttemptError(
             f"attempt {attempt} of job {job_id} is not current on worker {worker_id} "
-            f"(the job is {state.value}, attempt {row['attempt']})"
+            f"(the job is {row['state']}, attempt {row['attempt']})"
         )
+
+    async def reap(self, *, timeout_grace: timedelta, limit: int = 100) -> list[ReapedAttempt]:
+        """End attempts whose lease ran out or whose deadline passed without a result."""
+        rows = await self._db.fetch_all(
+            "reap_attempts",
+            {
+                "timeout_grace_ms": int(timeout_grace.total_seconds() * 1000),
+                "limit": limit,
+                "retry_base_s": self._retry.base.total_seconds(),
+                "retry_cap_s": self._retry.cap.total_seconds(),
+            },
+        )
+        return [
+            ReapedAttempt(
+                job_id=str(row["id"]),
+                attempt=row["attempt"],
+                worker_id=str(row["lost_worker_id"]),
+                outcome=AttemptOutcome(row["outcome"]),
+                state=JobState(row["state"]),
+            )
+            for row in rows
+        ]
+
+    async def extend_leases(self, lease_ttl: timedelta) -> None:
+        """Give every active attempt a full lease again (after a restart or an outage)."""
+        await self._db.fetch_all("extend_leases", {"lease_ttl": lease_ttl})
+
+    async def request_cancel(self, job_id: str, actor: str) -> tuple[int, str] | None:
+        """Record a cancel request for an active job: (attempt, worker id), or None when the job
+        is not active."""
+        row = await self._db.fetch_one(
+            "request_cancel", {"id": parse_job_id(job_id), "actor": actor}
+        )
+        if row is None:
+            return None
+        return row["attempt"], str(row["worker_id"])
 
     async def events(self, job_id: str, after_id: int = 0) -> list[AuditEvent]:
         """The job's audit trail after ``after_id``, oldest first."""

@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 JOBS_CHANNEL = "hodei_jobs"
 JOB_EVENTS_CHANNEL = "hodei_job_events"
 LOGS_CHANNEL = "hodei_logs"
-CHANNELS = (JOBS_CHANNEL, JOB_EVENTS_CHANNEL, LOGS_CHANNEL)
+CANCELS_CHANNEL = "hodei_cancels"
+CHANNELS = (JOBS_CHANNEL, JOB_EVENTS_CHANNEL, LOGS_CHANNEL, CANCELS_CHANNEL)
 
 
 class Notifier:

@@ -32,15 +32,25 @@ class Registration:
 
 
 @dataclass(frozen=True)
+class ActiveAttempt:
+    """An attempt a worker holds, what it reserves, and whether someone asked to cancel it."""
+
+    job_id: str
+    attempt: int
+    cpu_cores: float
+    memory_mb: int
+    cancel_requested: bool
+
+
+@dataclass(frozen=True)
 class SessionWorker:
-    """A worker that proved who it is, with the attempts it holds: {job id: (attempt, cpu,
-    memory)}."""
+    """A worker that proved who it is, with the attempts it holds."""
 
     worker_id: str
     provider: str
     cpu_cores: float
     memory_mb: int
-    active: dict[str, tuple[int, float, int]]
+    active: list[ActiveAttempt]
 
 
 @dataclass(frozen=True)
@@ -143,7 +153,16 @@ class WorkerRepository:
             provider=row["provider"],
             cpu_cores=row["cpu_cores"],
             memory_mb=row["memory_mb"],
-            active={str(r["id"]): (r["attempt"], r["cpu_cores"], r["memory_mb"]) for r in active},
+            active=[
+                ActiveAttempt(
+                    str(r["id"]),
+                    r["attempt"],
+                    r["cpu_cores"],
+                    r["memory_mb"],
+                    r["cancel_requested"],
+                )
+                for r in active
+            ],
         )
 
     async def set_state(

@@ -116,19 +116,22 @@ class RegisterResponse(_message.Message):
     WORKER_ID_FIELD_NUMBER: _builtins.int
     SESSION_TOKEN_FIELD_NUMBER: _builtins.int
     HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: _builtins.int
+    LEASE_TTL_MS_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
     session_token: _builtins.str
     heartbeat_interval_ms: _builtins.int
+    lease_ttl_ms: _builtins.int
     def __init__(
         self,
         *,
         worker_id: _builtins.str = ...,
         session_token: _builtins.str = ...,
         heartbeat_interval_ms: _builtins.int = ...,
+        lease_ttl_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval_ms", b"heartbeat_interval_ms", "session_token", b"session_token", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval_ms", b"heartbeat_interval_ms", "lease_ttl_ms", b"lease_ttl_ms", "session_token", b"session_token", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -246,7 +249,9 @@ class JobResult(_message.Message):
     FINISHED_AT_FIELD_NUMBER: _builtins.int
     LAST_SEQUENCE_FIELD_NUMBER: _builtins.int
     state: _jobs_pb2.JobState.ValueType
-    """SUCCEEDED, FAILED, TIMEOUT or CANCELLED"""
+    """SUCCEEDED, FAILED, TIMEOUT or CANCELLED; PENDING hands the job back unfinished (the worker
+    is draining), so that it runs again elsewhere without counting as a failed attempt.
+    """
     exit_code: _builtins.int
     error_message: _builtins.str
     last_sequence: _builtins.int
@@ -276,6 +281,44 @@ class JobResult(_message.Message):
 Global___JobResult: _TypeAlias = JobResult  # noqa: Y015
 
 @_typing.final
+class Drain(_message.Message):
+    """The worker stops taking jobs (it is shutting down)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Drain: _TypeAlias = Drain  # noqa: Y015
+
+@_typing.final
+class Goodbye(_message.Message):
+    """The worker has delivered everything and is leaving for good."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REASON_FIELD_NUMBER: _builtins.int
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Goodbye: _TypeAlias = Goodbye  # noqa: Y015
+
+@_typing.final
 class WorkerMessage(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -283,6 +326,8 @@ class WorkerMessage(_message.Message):
     STARTED_FIELD_NUMBER: _builtins.int
     LOGS_FIELD_NUMBER: _builtins.int
     RESULT_FIELD_NUMBER: _builtins.int
+    DRAIN_FIELD_NUMBER: _builtins.int
+    GOODBYE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def heartbeat(self) -> Global___Heartbeat: ...
     @_builtins.property
@@ -291,6 +336,10 @@ class WorkerMessage(_message.Message):
     def logs(self) -> Global___LogBatch: ...
     @_builtins.property
     def result(self) -> Global___JobResult: ...
+    @_builtins.property
+    def drain(self) -> Global___Drain: ...
+    @_builtins.property
+    def goodbye(self) -> Global___Goodbye: ...
     def __init__(
         self,
         *,
@@ -298,12 +347,14 @@ class WorkerMessage(_message.Message):
         started: Global___JobStarted | None = ...,
         logs: Global___LogBatch | None = ...,
         result: Global___JobResult | None = ...,
+        drain: Global___Drain | None = ...,
+        goodbye: Global___Goodbye | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "heartbeat", b"heartbeat", "logs", b"logs", "result", b"result", "started", b"started"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "drain", b"drain", "goodbye", b"goodbye", "heartbeat", b"heartbeat", "logs", b"logs", "result", b"result", "started", b"started"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "heartbeat", b"heartbeat", "logs", b"logs", "result", b"result", "started", b"started"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "drain", b"drain", "goodbye", b"goodbye", "heartbeat", b"heartbeat", "logs", b"logs", "result", b"result", "started", b"started"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["heartbeat", "started", "logs", "result"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["heartbeat", "started", "logs", "result", "drain", "goodbye"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
@@ -364,15 +415,25 @@ Global___CancelJobCommand: _TypeAlias = CancelJobCommand  # noqa: Y015
 
 @_typing.final
 class Ack(_message.Message):
+    """The server stored what the worker sent; the worker may forget it. Until then the worker keeps
+    it and sends it again after a reconnect.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REF_FIELD_NUMBER: _builtins.int
     LOGS_THROUGH_FIELD_NUMBER: _builtins.int
     RESULT_FIELD_NUMBER: _builtins.int
+    STARTED_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_FIELD_NUMBER: _builtins.int
     logs_through: _builtins.int
     """every line up to this sequence is stored"""
-    result: _jobs_pb2.JobState.ValueType
+    result: _builtins.bool
     """the result was stored (or was already)"""
+    started: _builtins.bool
+    """JobStarted was stored"""
+    heartbeat: _builtins.bool
+    """a heartbeat was stored (ref is empty)"""
     @_builtins.property
     def ref(self) -> Global___AttemptRef: ...
     def __init__(
@@ -380,13 +441,15 @@ class Ack(_message.Message):
         *,
         ref: Global___AttemptRef | None = ...,
         logs_through: _builtins.int = ...,
-        result: _jobs_pb2.JobState.ValueType = ...,
+        result: _builtins.bool = ...,
+        started: _builtins.bool = ...,
+        heartbeat: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["logs_through", b"logs_through", "ref", b"ref", "result", b"result", "what", b"what"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "logs_through", b"logs_through", "ref", b"ref", "result", b"result", "started", b"started", "what", b"what"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["logs_through", b"logs_through", "ref", b"ref", "result", b"result", "what", b"what"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "logs_through", b"logs_through", "ref", b"ref", "result", b"result", "started", b"started", "what", b"what"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_what: _TypeAlias = _typing.Literal["logs_through", "result"]  # noqa: Y015
+    _WhichOneofReturnType_what: _TypeAlias = _typing.Literal["logs_through", "result", "started", "heartbeat"]  # noqa: Y015
     _WhichOneofArgType_what: _TypeAlias = _typing.Literal["what", b"what"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_what) -> _WhichOneofReturnType_what | None: ...
 

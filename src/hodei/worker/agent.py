@@ -1,10 +1,17 @@
-"""The worker agent: register with a one-time token, hold one stream, run what it is sent."""
+"""The worker agent: register with a one-time token, hold one stream, run what it is sent.
+
+It survives its server: while the stream is down, jobs keep running and what they produce waits
+in the outbox; on reconnect (to any of its server addresses, with its session token) everything
+unacknowledged is sent again. On SIGTERM it drains: no new jobs, running ones get a drain timeout
+to finish, the rest are handed back for another worker.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import os
 import platform
 import shutil
 import socket
@@ -24,6 +31,8 @@ from hodei.domain.logs import LogRecord
 from hodei.domain.states import JobState
 from hodei.v1 import jobs_pb2, worker_pb2, worker_pb2_grpc
 from hodei.worker.capture import BatchLimits, LogBatcher, SecretMasker
+from hodei.worker.groups import GroupLedger
+from hodei.worker.outbox import Outbox
 from hodei.worker.runtime import (
     Execution,
     ExecutionResult,
@@ -35,19 +44,24 @@ from hodei.worker.runtime import (
 
 log = logging.getLogger(__name__)
 
+HAND_BACK_GRACE_SECONDS = 2.0
+
 
 @dataclass(frozen=True)
 class AgentConfig:
-    """How a worker presents itself and reaches its server."""
+    """How a worker presents itself and reaches its server(s)."""
 
-    server_address: str
+    server_addresses: tuple[str, ...]
     otp: str
     cpu_cores: float
     memory_mb: int
     region: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     work_dir: Path = Path(tempfile.gettempdir())
-    reconnect_delay: timedelta = timedelta(seconds=1)
+    reconnect_delay: timedelta = timedelta(seconds=0.5)
+    drain_timeout: timedelta = timedelta(seconds=10)
+    # How long, when stopping, to wait for the server to take what is still undelivered.
+    delivery_timeout: timedelta = timedelta(seconds=30)
     batch_limits: BatchLimits = field(default_factory=BatchLimits)
 
 
@@ -61,18 +75,35 @@ def now_timestamp() -> timestamp_pb2.Timestamp:
     return ts
 
 
+@dataclass
+class Attempt:
+    """One attempt this worker runs."""
+
+    ref: worker_pb2.AttemptRef
+    execution: Execution | None = None
+    cancel_grace: float | None = None  # set when a cancel arrived
+    hand_back: bool = False
+
+
 class WorkerAgent:
     """One worker: its registration, its stream and the attempts it runs."""
 
     def __init__(self, config: AgentConfig, runtime: Runtime) -> None:
+        if not config.server_addresses:
+            raise ValueError("a worker needs at least one server address")
         self._config = config
         self._runtime = runtime
-        # Bounded: when the server is slow, senders wait, and so do the jobs' pipes.
-        self._outbound: asyncio.Queue[worker_pb2.WorkerMessage] = asyncio.Queue(maxsize=256)
-        self._running: dict[tuple[str, int], Execution | None] = {}
+        self._outbox = Outbox()
+        self._attempts: dict[tuple[str, int], Attempt] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._heartbeat_interval = 5.0
-        self._stopping = asyncio.Event()
+        self._stop_requested = asyncio.Event()
+        self._draining = False
+        self._connected = asyncio.Event()
+        self._address_turn = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._groups: GroupLedger | None = None
         self.worker_id = ""
 
     def info(self) -> worker_pb2.WorkerInfo:
@@ -89,113 +120,163 @@ class WorkerAgent:
         )
 
     def stop(self) -> None:
-        """Stop taking jobs and end (running jobs are stopped)."""
-        self._stopping.set()
+        """Drain and leave: no new jobs, a drain timeout for running ones, then hand back."""
+        self._stop_requested.set()
+
+    @property
+    def running(self) -> int:
+        return len(self._attempts)
 
     async def run(self) -> None:
-        """Register, then keep a stream to the server until stopped."""
+        """Register, then serve until stopped and drained."""
         use_pidfd_child_watcher()
-        async with grpc.aio.insecure_channel(self._config.server_address) as channel:
-            stub = worker_pb2_grpc.WorkerAgentServiceStub(channel)
-            registration = await stub.Register(
-                worker_pb2.RegisterRequest(otp=self._config.otp, info=self.info())
-            )
-            self.worker_id = registration.worker_id
-            self._heartbeat_interval = registration.heartbeat_interval_ms / 1000 or 5.0
-            log.info("registered as worker %s", self.worker_id)
-            stop = asyncio.create_task(self._stopping.wait())
+        registration = await self._register()
+        self.worker_id = registration.worker_id
+        self._heartbeat_interval = registration.heartbeat_interval_ms / 1000 or 5.0
+        self._groups = GroupLedger(self._config.work_dir, self.worker_id)
+        self._groups.sweep_dead_predecessors()
+        log.info("registered as worker %s", self.worker_id)
+        connection = asyncio.create_task(self._stay_connected(registration.session_token))
+        try:
+            await self._stop_requested.wait()
+            await self._drain()
+        finally:
+            connection.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await connection
+            await self._stop_everything()
+            self._groups.close()
+
+    async def _register(self) -> worker_pb2.RegisterResponse:
+        request = worker_pb2.RegisterRequest(otp=self._config.otp, info=self.info())
+        last_error: grpc.aio.AioRpcError | None = None
+        for address in self._config.server_addresses:
+            async with grpc.aio.insecure_channel(address) as channel:
+                stub = worker_pb2_grpc.WorkerAgentServiceStub(channel)
+                try:
+                    return await stub.Register(request, timeout=30)
+                except grpc.aio.AioRpcError as error:
+                    if error.code() != grpc.StatusCode.UNAVAILABLE:
+                        raise
+                    last_error = error
+        assert last_error is not None
+        raise last_error
+
+    def _next_address(self) -> str:
+        addresses = self._config.server_addresses
+        address = addresses[self._address_turn % len(addresses)]
+        self._address_turn += 1
+        return address
+
+    async def _stay_connected(self, token: str) -> None:
+        """Keep one stream open, to any server address, for as long as the worker lives."""
+        while True:
+            address = self._next_address()
             try:
-                while not self._stopping.is_set():
-                    session = asyncio.create_task(self._session(stub, registration.session_token))
-                    await asyncio.wait({session, stop}, return_when=asyncio.FIRST_COMPLETED)
-                    if not session.done():
-                        session.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
-                        await session
-                    if not self._stopping.is_set():
-                        log.warning("stream to the server ended; reconnecting")
-                        await asyncio.sleep(self._config.reconnect_delay.total_seconds())
-            finally:
-                stop.cancel()
-                await self._stop_all()
+                async with grpc.aio.insecure_channel(address) as channel:
+                    stub = worker_pb2_grpc.WorkerAgentServiceStub(channel)
+                    await self._session(stub, token)
+            except grpc.aio.AioRpcError as error:
+                if error.code() == grpc.StatusCode.UNAUTHENTICATED:
+                    log.error("the server no longer knows this worker: %s", error.details())
+                    self._stop_requested.set()
+                    return
+                log.warning("stream to %s ended (%s); reconnecting", address, error.code().name)
+            self._connected.clear()
+            await self._outbox.rewind()
+            await asyncio.sleep(self._config.reconnect_delay.total_seconds())
 
     async def _session(self, stub: worker_pb2_grpc.WorkerAgentServiceAsyncStub, token: str) -> None:
         call = stub.Connect(metadata=(("authorization", f"Session {token}"),))
+        if self._draining:
+            await call.write(worker_pb2.WorkerMessage(drain=worker_pb2.Drain()))
         writer = asyncio.create_task(self._write(call))
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
             async for message in call:
-                self._handle(message)
+                self._connected.set()
+                await self._handle(message)
         finally:
             writer.cancel()
             heartbeat.cancel()
             call.cancel()
+            with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
+                await writer
 
     async def _write(
         self, call: grpc.aio.StreamStreamCall[worker_pb2.WorkerMessage, worker_pb2.ServerMessage]
     ) -> None:
         while True:
-            message = await self._outbound.get()
-            await call.write(message)
+            await call.write(await self._outbox.take())
 
     async def _heartbeat(self) -> None:
         psutil.cpu_percent(None)
         while True:
-            running = [
-                worker_pb2.AttemptRef(job_id=job_id, attempt=attempt)
-                for job_id, attempt in self._running
-            ]
             beat = worker_pb2.Heartbeat(
-                running=running,
+                running=[a.ref for a in self._attempts.values()],
                 cpu_percent=psutil.cpu_percent(None),
                 memory_used_mb=psutil.virtual_memory().used // (1024 * 1024),
             )
-            await self._outbound.put(worker_pb2.WorkerMessage(heartbeat=beat))
+            await self._outbox.put(worker_pb2.WorkerMessage(heartbeat=beat))
             await asyncio.sleep(self._heartbeat_interval)
 
-    def _handle(self, message: worker_pb2.ServerMessage) -> None:
+    async def _handle(self, message: worker_pb2.ServerMessage) -> None:
         kind = message.WhichOneof("body")
         if kind == "run":
-            key = (message.run.ref.job_id, message.run.ref.attempt)
-            if key in self._running:
-                return  # already running: a resend after a reconnect
-            self._running[key] = None
-            task = asyncio.create_task(self._execute(message.run))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._start(message.run)
         elif kind == "cancel":
             ref = message.cancel.ref
-            execution = self._running.get((ref.job_id, ref.attempt))
-            if execution is not None:
+            attempt = self._attempts.get((ref.job_id, ref.attempt))
+            if attempt is not None:
                 log.info("cancelling job %s attempt %d", ref.job_id, ref.attempt)
-                task = asyncio.create_task(execution.cancel(message.cancel.grace_ms / 1000))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._cancel(attempt, message.cancel.grace_ms / 1000)
+        elif kind == "ack":
+            await self._outbox.acknowledge(message.ack)
         elif kind == "rejection":
             ref = message.rejection.ref
             log.warning(
-                "server refused a message about job %s attempt %d: %s",
+                "the server refused news of job %s attempt %d: %s",
                 ref.job_id,
                 ref.attempt,
                 message.rejection.reason,
             )
+            # Another attempt replaced this one: stop it, and forget what it still had to say.
+            attempt = self._attempts.get((ref.job_id, ref.attempt))
+            if attempt is not None:
+                self._cancel(attempt, 0)
+            await self._outbox.forget(ref.job_id, ref.attempt)
 
-    async def _send_logs(self, ref: worker_pb2.AttemptRef, lines: list[LogRecord]) -> None:
-        batch = worker_pb2.LogBatch(
-            ref=ref, lines=[convert.log_line_to_proto(line) for line in lines]
-        )
-        await self._outbound.put(worker_pb2.WorkerMessage(logs=batch))
-
-    async def _execute(self, run: worker_pb2.RunJob) -> None:
+    def _start(self, run: worker_pb2.RunJob) -> None:
+        key = (run.ref.job_id, run.ref.attempt)
+        if key in self._attempts:
+            return  # already running: sent again after a reconnect
         ref = worker_pb2.AttemptRef(job_id=run.ref.job_id, attempt=run.ref.attempt)
-        key = (ref.job_id, ref.attempt)
+        self._attempts[key] = Attempt(ref)
+        self._idle.clear()
+        self._spawn_task(self._execute(run, self._attempts[key]))
+
+    def _spawn_task(self, coroutine: object) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coroutine)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _cancel(self, attempt: Attempt, grace: float) -> None:
+        attempt.cancel_grace = grace
+        if attempt.execution is not None:
+            self._spawn_task(attempt.execution.cancel(grace))
+
+    async def _execute(self, run: worker_pb2.RunJob, attempt: Attempt) -> None:
+        ref = attempt.ref
         definition = run.definition
         workdir = Path(
             tempfile.mkdtemp(prefix=f"hodei-job-{ref.job_id[:8]}-", dir=self._config.work_dir)
         )
 
         async def send(lines: list[LogRecord]) -> None:
-            await self._send_logs(ref, lines)
+            batch = worker_pb2.LogBatch(
+                ref=ref, lines=[convert.log_line_to_proto(line) for line in lines]
+            )
+            await self._outbox.put(worker_pb2.WorkerMessage(logs=batch))
 
         batcher = LogBatcher(
             send,
@@ -204,30 +285,8 @@ class WorkerAgent:
             masker=SecretMasker(definition.secret_env.values()),
             limits=self._config.batch_limits,
         )
-        launch = JobLaunch(
-            job_id=ref.job_id,
-            attempt=ref.attempt,
-            command_type=CommandType(jobs_pb2.CommandType.Name(definition.command_type))
-            if definition.command_type
-            else CommandType.SHELL,
-            script=definition.script,
-            image=definition.image,
-            env=dict(definition.env) | dict(definition.secret_env),
-            timeout_ms=definition.resources.timeout_ms,
-            workdir=workdir,
-        )
         try:
-            try:
-                execution = await self._runtime.start(launch, batcher.add)
-            except LaunchError as exc:
-                result = ExecutionResult(JobState.FAILED, None, str(exc))
-            else:
-                self._running[key] = execution
-                started = worker_pb2.JobStarted(
-                    ref=ref, pid=execution.pid, started_at=now_timestamp()
-                )
-                await self._outbound.put(worker_pb2.WorkerMessage(started=started))
-                result = await execution.wait()
+            result = await self._run_attempt(attempt, definition, workdir, batcher)
             last_sequence = await batcher.close()
             message = worker_pb2.JobResult(
                 ref=ref,
@@ -238,15 +297,101 @@ class WorkerAgent:
             )
             if result.exit_code is not None:
                 message.exit_code = result.exit_code
-            await self._outbound.put(worker_pb2.WorkerMessage(result=message))
+            await self._outbox.put(worker_pb2.WorkerMessage(result=message))
         finally:
-            self._running.pop(key, None)
+            self._attempts.pop((ref.job_id, ref.attempt), None)
+            if not self._attempts:
+                self._idle.set()
             shutil.rmtree(workdir, ignore_errors=True)
 
-    async def _stop_all(self) -> None:
-        """Stop every running attempt and wait for them to end."""
-        for execution in list(self._running.values()):
-            if execution is not None:
-                await execution.cancel(grace=2.0)
+    async def _run_attempt(
+        self,
+        attempt: Attempt,
+        definition: jobs_pb2.JobDefinition,
+        workdir: Path,
+        batcher: LogBatcher,
+    ) -> ExecutionResult:
+        launch = JobLaunch(
+            job_id=attempt.ref.job_id,
+            attempt=attempt.ref.attempt,
+            command_type=CommandType(jobs_pb2.CommandType.Name(definition.command_type))
+            if definition.command_type
+            else CommandType.SHELL,
+            script=definition.script,
+            image=definition.image,
+            env=dict(definition.env) | dict(definition.secret_env),
+            timeout_ms=definition.resources.timeout_ms,
+            workdir=workdir,
+        )
+        if attempt.cancel_grace is not None:
+            return ExecutionResult(JobState.CANCELLED, None, "cancelled before it started")
+        try:
+            execution = await self._runtime.start(launch, batcher.add)
+        except LaunchError as exc:
+            return ExecutionResult(JobState.FAILED, None, str(exc))
+        attempt.execution = execution
+        assert self._groups is not None
+        self._groups.record(execution.pid)
+        try:
+            if attempt.cancel_grace is not None:
+                self._cancel(attempt, attempt.cancel_grace)
+            started = worker_pb2.JobStarted(
+                ref=attempt.ref, pid=execution.pid, started_at=now_timestamp()
+            )
+            await self._outbox.put(worker_pb2.WorkerMessage(started=started))
+            result = await execution.wait()
+        finally:
+            self._groups.forget(execution.pid)
+        if attempt.hand_back and result.state is JobState.CANCELLED:
+            return ExecutionResult(JobState.PENDING, None, "handed back: its worker stopped")
+        return result
+
+    async def _drain(self) -> None:
+        """Stop taking jobs, give running ones the drain timeout, hand back the rest, deliver."""
+        self._draining = True
+        await self._outbox.put(worker_pb2.WorkerMessage(drain=worker_pb2.Drain()))
+        log.info("draining: %d job(s) running", len(self._attempts))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._until_idle(), self._config.drain_timeout.total_seconds())
+        for attempt in list(self._attempts.values()):
+            log.info("handing back job %s attempt %d", attempt.ref.job_id, attempt.ref.attempt)
+            attempt.hand_back = True
+            self._cancel(attempt, HAND_BACK_GRACE_SECONDS)
         if self._tasks:
-            await asyncio.wait(self._tasks, timeout=15)
+            await asyncio.wait(self._tasks, timeout=HAND_BACK_GRACE_SECONDS + 5)
+        try:
+            await asyncio.wait_for(
+                self._outbox.delivered(), self._config.delivery_timeout.total_seconds()
+            )
+        except TimeoutError:
+            log.error("leaving with %d message(s) the server never took", len(self._outbox))
+            return
+        await self._outbox.put(
+            worker_pb2.WorkerMessage(goodbye=worker_pb2.Goodbye(reason="drained"))
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._outbox.delivered(), 2)
+
+    async def _until_idle(self) -> None:
+        await self._idle.wait()
+
+    async def _stop_everything(self) -> None:
+        """Last resort when leaving: no job process may outlive its worker."""
+        for attempt in list(self._attempts.values()):
+            if attempt.execution is not None:
+                await attempt.execution.cancel(grace=0)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
+
+
+def orphan_watch(agent: WorkerAgent, parent_pid: int, interval: float = 1.0) -> asyncio.Task[None]:
+    """For a worker its provider started: if that parent dies, drain and leave."""
+
+    async def watch() -> None:
+        # Nothing signals a parent's death to a process that did not ask the kernel for it.
+        while os.getppid() == parent_pid:  # noqa: ASYNC110
+            await asyncio.sleep(interval)
+        log.warning("the process that started this worker is gone; draining")
+        agent.stop()
+
+    return asyncio.create_task(watch(), name="hodei-orphan-watch")

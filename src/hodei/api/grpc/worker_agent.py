@@ -12,7 +12,13 @@ import grpc
 
 from hodei.api.grpc import convert
 from hodei.api.grpc.errors import abort_with, unary
-from hodei.domain.errors import AuthenticationError, HodeiError, StaleAttemptError
+from hodei.domain.errors import (
+    AuthenticationError,
+    HodeiError,
+    StaleAttemptError,
+    ValidationError,
+)
+from hodei.domain.retries import AttemptOutcome
 from hodei.scheduler.sessions import (
     AckCommand,
     CancelCommand,
@@ -22,7 +28,7 @@ from hodei.scheduler.sessions import (
     WorkerSession,
 )
 from hodei.services.workers import JobOutcome, WorkerService
-from hodei.v1 import worker_pb2, worker_pb2_grpc
+from hodei.v1 import jobs_pb2, worker_pb2, worker_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +67,16 @@ def command_to_proto(command: Command) -> worker_pb2.ServerMessage:
                     grace_ms=int(grace.total_seconds() * 1000),
                 )
             )
-        case AckCommand(job_id, attempt, logs_through, result):
+        case AckCommand(job_id, attempt, logs_through, result, started, heartbeat):
             ack = worker_pb2.Ack(ref=worker_pb2.AttemptRef(job_id=job_id, attempt=attempt))
             if logs_through is not None:
                 ack.logs_through = logs_through
-            if result is not None:
-                ack.result = convert.job_state_to_proto(result)
+            elif result:
+                ack.result = True
+            elif started:
+                ack.started = True
+            elif heartbeat:
+                ack.heartbeat = True
             return worker_pb2.ServerMessage(ack=ack)
         case RejectCommand(job_id, attempt, reason):
             return worker_pb2.ServerMessage(
@@ -92,6 +102,7 @@ class WorkerAgentServicer(worker_pb2_grpc.WorkerAgentServiceServicer):
             worker_id=registration.worker_id,
             session_token=registration.session_token,
             heartbeat_interval_ms=int(interval.total_seconds() * 1000),
+            lease_ttl_ms=int(self._workers.config.lease_ttl.total_seconds() * 1000),
         )
 
     async def Connect(
@@ -151,17 +162,35 @@ class WorkerAgentServicer(worker_pb2_grpc.WorkerAgentServiceServicer):
                 await self._workers.logs_received(session, ref.job_id, ref.attempt, lines)
             elif kind == "result":
                 await self._workers.job_finished(session, _outcome(message.result))
+            elif kind == "drain":
+                await self._workers.drain(session)
+            elif kind == "goodbye":
+                await self._workers.goodbye(session, message.goodbye.reason)
         except StaleAttemptError as error:
-            ref = getattr(message, kind).ref
+            ref = getattr(getattr(message, kind), "ref", worker_pb2.AttemptRef())
             log.warning("refused %s from worker %s: %s", kind, session.worker_id, error)
             session.send(RejectCommand(ref.job_id, ref.attempt, str(error)))
 
 
+_OUTCOMES = {
+    jobs_pb2.SUCCEEDED: AttemptOutcome.SUCCEEDED,
+    jobs_pb2.FAILED: AttemptOutcome.FAILED,
+    jobs_pb2.TIMEOUT: AttemptOutcome.TIMEOUT,
+    jobs_pb2.CANCELLED: AttemptOutcome.CANCELLED,
+    jobs_pb2.PENDING: AttemptOutcome.RELEASED,
+}
+
+
 def _outcome(result: worker_pb2.JobResult) -> JobOutcome:
+    outcome = _OUTCOMES.get(result.state)
+    if outcome is None:
+        raise ValidationError.single(
+            "result.state", f"a result cannot be {jobs_pb2.JobState.Name(result.state)}"
+        )
     return JobOutcome(
         job_id=result.ref.job_id,
         attempt=result.ref.attempt,
-        state=convert.job_state_from_proto(result.state),
+        outcome=outcome,
         exit_code=result.exit_code if result.HasField("exit_code") else None,
         error_message=result.error_message,
         finished_at=convert.from_timestamp(result.finished_at),

@@ -125,37 +125,145 @@ WITH running AS (
 SELECT id, pg_notify('hodei_job_events', id::text) FROM running;
 
 -- finish_job --
--- ASSIGNED/RUNNING -> an end state for the current attempt held by this worker.
+-- The end of the current attempt held by this worker: retried (back to PENDING after a backoff),
+-- handed back, or an end state, as hodei_state_after_attempt decides; audited.
 WITH previous AS (
-    SELECT id, state FROM jobs
+    SELECT id, state, attempt, allow_retry, max_attempts,
+           cancel_requested_at IS NOT NULL AS cancel_requested,
+           (SELECT count(*) FROM job_attempts a
+            WHERE a.job_id = jobs.id AND a.state <> 'RELEASED') AS counted
+    FROM jobs
     WHERE id = %(job_id)s AND attempt = %(attempt)s AND worker_id = %(worker_id)s
       AND state IN ('ASSIGNED', 'RUNNING')
     FOR UPDATE
+), decided AS (
+    SELECT previous.*, hodei_state_after_attempt(%(outcome)s, allow_retry, max_attempts,
+                                                 counted, cancel_requested) AS next_state
+    FROM previous
 ), finished AS (
-    UPDATE jobs SET state = %(to)s, exit_code = %(exit_code)s,
-                    error_message = %(error_message)s, finished_at = %(finished_at)s,
-                    lease_expires_at = NULL
-    FROM previous WHERE jobs.id = previous.id
-    RETURNING jobs.id, jobs.attempt, jobs.finished_at, previous.state AS from_state
+    UPDATE jobs SET
+        state = d.next_state,
+        exit_code = CASE WHEN d.next_state = 'PENDING' THEN NULL ELSE %(exit_code)s END,
+        error_message = %(error_message)s,
+        finished_at = CASE WHEN d.next_state = 'PENDING' THEN NULL ELSE %(finished_at)s END,
+        started_at = CASE WHEN d.next_state = 'PENDING' THEN NULL ELSE jobs.started_at END,
+        worker_id = CASE WHEN d.next_state = 'PENDING' THEN NULL ELSE jobs.worker_id END,
+        lease_expires_at = NULL,
+        run_after = CASE
+            WHEN d.next_state = 'PENDING' AND %(outcome)s <> 'RELEASED'
+            THEN clock_timestamp() + hodei_retry_delay(d.attempt, %(retry_base_s)s, %(retry_cap_s)s)
+            ELSE clock_timestamp() END
+    FROM decided d WHERE jobs.id = d.id
+    RETURNING jobs.id, jobs.attempt, jobs.state, jobs.run_after, d.state AS from_state
 ), attempt_row AS (
-    UPDATE job_attempts SET state = %(to)s, finished_at = finished.finished_at,
+    UPDATE job_attempts SET state = %(outcome)s, finished_at = %(finished_at)s,
                             exit_code = %(exit_code)s, error_message = %(error_message)s
     FROM finished
     WHERE job_attempts.job_id = finished.id AND job_attempts.attempt = finished.attempt
 ), audit AS (
     INSERT INTO audit_logs (event_type, actor, correlation_id, payload)
-    SELECT 'JobStatusChanged', %(actor)s, id::text,
+    SELECT CASE WHEN state = 'PENDING' THEN 'JobRetried' ELSE 'JobStatusChanged' END,
+           %(actor)s, id::text,
            jsonb_strip_nulls(jsonb_build_object(
-               'from', from_state, 'to', %(to)s::text, 'attempt', attempt,
+               'from', from_state, 'to', state, 'attempt', attempt,
+               'outcome', CASE WHEN state <> %(outcome)s THEN %(outcome)s::text END,
                'exit_code', %(exit_code)s::integer,
-               'error', NULLIF(%(error_message)s::text, '')))
+               'error', NULLIF(%(error_message)s::text, ''),
+               'run_after', CASE WHEN state = 'PENDING' THEN run_after END))
     FROM finished
 )
-SELECT id, from_state, pg_notify('hodei_job_events', id::text) FROM finished;
+SELECT id, state, pg_notify('hodei_job_events', id::text) AS notified,
+       CASE WHEN state = 'PENDING' THEN pg_notify('hodei_jobs', id::text) END AS requeued
+FROM finished;
 
 -- job_fencing_state --
--- What the job looks like now, to explain why a worker's message was not applied.
-SELECT state, attempt, worker_id FROM jobs WHERE id = %(job_id)s;
+-- The job now and the attempt a worker talks about, to explain why its message was not applied.
+SELECT j.state, j.attempt, j.worker_id, a.worker_id AS attempt_worker_id, a.state AS attempt_state
+FROM jobs j
+LEFT JOIN job_attempts a ON a.job_id = j.id AND a.attempt = %(attempt)s
+WHERE j.id = %(job_id)s;
+
+-- reap_attempts --
+-- Attempts whose lease ran out (the worker is lost) or whose deadline passed with no result:
+-- retried, failed or timed out as hodei_state_after_attempt decides; audited.
+WITH expired AS (
+    SELECT id, attempt, state, worker_id, allow_retry, max_attempts,
+           cancel_requested_at IS NOT NULL AS cancel_requested,
+           CASE WHEN lease_expires_at < clock_timestamp() THEN 'LOST' ELSE 'TIMEOUT' END
+               AS outcome,
+           (SELECT count(*) FROM job_attempts a
+            WHERE a.job_id = jobs.id AND a.state <> 'RELEASED') AS counted
+    FROM jobs
+    WHERE state IN ('ASSIGNED', 'RUNNING')
+      AND (lease_expires_at < clock_timestamp()
+           OR (timeout_ms > 0 AND started_at + make_interval(
+                   secs => (timeout_ms + %(timeout_grace_ms)s) / 1000.0) < clock_timestamp()))
+    ORDER BY lease_expires_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), decided AS (
+    SELECT expired.*,
+           hodei_state_after_attempt(outcome, allow_retry, max_attempts, counted,
+                                     cancel_requested) AS next_state,
+           CASE WHEN outcome = 'LOST' THEN 'worker lost: its lease ran out'
+                ELSE 'timed out: no result from the worker by the deadline' END AS reason
+    FROM expired
+), ended AS (
+    UPDATE jobs SET
+        state = d.next_state,
+        error_message = d.reason,
+        finished_at = CASE WHEN d.next_state = 'PENDING' THEN NULL ELSE clock_timestamp() END,
+        started_at = CASE WHEN d.next_state = 'PENDING' THEN NULL ELSE jobs.started_at END,
+        worker_id = CASE WHEN d.next_state = 'PENDING' THEN NULL ELSE jobs.worker_id END,
+        lease_expires_at = NULL,
+        run_after = CASE WHEN d.next_state = 'PENDING'
+            THEN clock_timestamp() + hodei_retry_delay(d.attempt, %(retry_base_s)s, %(retry_cap_s)s)
+            ELSE jobs.run_after END
+    FROM decided d WHERE jobs.id = d.id
+    RETURNING jobs.id, jobs.attempt, jobs.state, jobs.run_after, d.state AS from_state,
+              d.worker_id AS lost_worker_id, d.outcome, d.reason
+), attempt_rows AS (
+    UPDATE job_attempts SET state = ended.outcome, finished_at = clock_timestamp(),
+                            error_message = ended.reason
+    FROM ended
+    WHERE job_attempts.job_id = ended.id AND job_attempts.attempt = ended.attempt
+), audit AS (
+    INSERT INTO audit_logs (event_type, actor, correlation_id, payload)
+    SELECT CASE WHEN state = 'PENDING' THEN 'JobRetried' ELSE 'JobStatusChanged' END,
+           'system', id::text,
+           jsonb_strip_nulls(jsonb_build_object(
+               'from', from_state, 'to', state, 'attempt', attempt, 'outcome', outcome,
+               'error', reason, 'worker_id', lost_worker_id::text,
+               'run_after', CASE WHEN state = 'PENDING' THEN run_after END))
+    FROM ended
+)
+SELECT id, attempt, state, lost_worker_id, outcome,
+       pg_notify('hodei_job_events', id::text) AS notified,
+       CASE WHEN state = 'PENDING' THEN pg_notify('hodei_jobs', id::text) END AS requeued
+FROM ended;
+
+-- extend_leases --
+-- Give every active attempt a full lease again: after this server started or PostgreSQL came
+-- back, no worker could renew its leases, and none should be declared lost for that.
+UPDATE jobs SET lease_expires_at = greatest(lease_expires_at, clock_timestamp() + %(lease_ttl)s)
+WHERE state IN ('ASSIGNED', 'RUNNING');
+
+-- request_cancel --
+-- Record a cancel request for an active job (it outlives restarts) and tell every server.
+WITH requested AS (
+    UPDATE jobs SET cancel_requested_at = COALESCE(cancel_requested_at, clock_timestamp())
+    WHERE id = %(id)s AND state IN ('ASSIGNED', 'RUNNING')
+    RETURNING id, attempt, worker_id, state
+), audit AS (
+    INSERT INTO audit_logs (event_type, actor, correlation_id, payload)
+    SELECT 'JobCancelled', %(actor)s, id::text,
+           jsonb_build_object('state', state, 'attempt', attempt)
+    FROM requested
+)
+SELECT id, attempt, worker_id,
+       pg_notify('hodei_cancels', id::text || ':' || attempt || ':' || worker_id::text)
+           AS notified
+FROM requested;
 
 -- append_logs --
 -- Store a batch of log lines for the current attempt; lines already stored are skipped.
@@ -253,7 +361,8 @@ WHERE id = %(id)s AND session_token_hash = %(session_token_hash)s AND state <> '
 
 -- worker_active_jobs --
 -- The attempts a worker holds (ASSIGNED or RUNNING), with what they reserve.
-SELECT id, attempt, cpu_cores, memory_mb FROM jobs
+SELECT id, attempt, cpu_cores, memory_mb, cancel_requested_at IS NOT NULL AS cancel_requested
+FROM jobs
 WHERE worker_id = %(id)s AND state IN ('ASSIGNED', 'RUNNING');
 
 -- set_worker_state --

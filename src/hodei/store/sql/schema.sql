@@ -78,7 +78,8 @@ CREATE TABLE jobs (
     created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     assigned_at timestamptz,
     started_at timestamptz,
-    finished_at timestamptz
+    finished_at timestamptz,
+    cancel_requested_at timestamptz
 );
 
 -- The claim walks this index: highest priority first, then oldest.
@@ -88,6 +89,8 @@ CREATE INDEX jobs_active_by_worker ON jobs (worker_id) WHERE state IN ('ASSIGNED
 -- History pages: newest first, keyset by (created_at, id).
 CREATE INDEX jobs_created ON jobs (created_at DESC, id DESC);
 CREATE INDEX jobs_state_created ON jobs (state, created_at DESC, id DESC);
+-- The reaper looks for attempts whose lease ran out.
+CREATE INDEX jobs_leases ON jobs (lease_expires_at) WHERE state IN ('ASSIGNED', 'RUNNING');
 
 CREATE TABLE job_attempts (
     job_id uuid NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
@@ -126,3 +129,33 @@ CREATE TABLE audit_logs (
 CREATE INDEX audit_logs_correlation ON audit_logs (correlation_id, id);
 CREATE INDEX audit_logs_occurred ON audit_logs (occurred_at DESC);
 CREATE INDEX audit_logs_event_type ON audit_logs (event_type, occurred_at);
+
+-- What a job becomes when one of its attempts ends with `outcome`:
+--   SUCCEEDED, FAILED, TIMEOUT, CANCELLED (reported by the worker), LOST (its lease ran out) or
+--   RELEASED (handed back by a draining worker, not counted as an attempt).
+-- A cancel request wins over any retry; a failed, timed-out or lost attempt is retried while
+-- allow_retry is set and fewer than max_attempts attempts were counted. Mirrors
+-- hodei.domain.retries.state_after_attempt (a test checks that both agree).
+CREATE FUNCTION hodei_state_after_attempt(
+    outcome text,
+    allow_retry boolean,
+    max_attempts integer,
+    counted_attempts bigint,
+    cancel_requested boolean
+) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE
+        WHEN outcome IN ('SUCCEEDED', 'CANCELLED') THEN outcome
+        WHEN cancel_requested THEN 'CANCELLED'
+        WHEN outcome = 'RELEASED' THEN 'PENDING'
+        WHEN allow_retry AND counted_attempts < max_attempts THEN 'PENDING'
+        WHEN outcome = 'LOST' THEN 'FAILED'
+        ELSE outcome
+    END
+$$;
+
+-- When a retry may start: base * 2^(attempt - 1) seconds, at most cap, with +-25% jitter.
+CREATE FUNCTION hodei_retry_delay(attempt integer, base_s double precision, cap_s double precision)
+RETURNS interval LANGUAGE sql VOLATILE AS $$
+    SELECT make_interval(secs => least(cap_s, base_s * power(2, greatest(attempt, 1) - 1))
+                                 * (0.75 + random() * 0.5))
+$$;

@@ -1,0 +1,69 @@
+"""A ledger of the process groups a worker's jobs run in, so that none outlives its worker.
+
+Each running job's process group id is a file under ``WORK_DIR/hodei-worker-ID/groups``, next to
+the worker's own pid. A worker that starts sweeps the ledgers of dead predecessors in the same
+work dir: whatever their jobs left running is killed. (A worker killed with SIGKILL cannot clean
+up; the next worker on its work dir does.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import psutil
+
+log = logging.getLogger(__name__)
+
+_PREFIX = "hodei-worker-"
+
+
+class GroupLedger:
+    """This worker's ledger."""
+
+    def __init__(self, work_dir: Path, worker_id: str) -> None:
+        self._work_dir = work_dir
+        self._dir = work_dir / f"{_PREFIX}{worker_id}"
+        (self._dir / "groups").mkdir(parents=True, exist_ok=True)
+        (self._dir / "pid").write_text(str(os.getpid()))
+
+    def record(self, pgid: int) -> None:
+        (self._dir / "groups" / str(pgid)).touch()
+
+    def forget(self, pgid: int) -> None:
+        (self._dir / "groups" / str(pgid)).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def sweep_dead_predecessors(self) -> int:
+        """Kill the job process groups of workers on this work dir that died; returns how many."""
+        killed = 0
+        for ledger in self._work_dir.glob(f"{_PREFIX}*"):
+            if ledger == self._dir or _alive(ledger / "pid"):
+                continue
+            for group in (ledger / "groups").glob("*"):
+                if group.name.isdigit():
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(int(group.name), signal.SIGKILL)
+                        killed += 1
+            shutil.rmtree(ledger, ignore_errors=True)
+        if killed:
+            log.warning("killed %d job process group(s) left by a dead worker", killed)
+        return killed
+
+
+def _alive(pid_file: Path) -> bool:
+    """Whether the worker that wrote ``pid_file`` still runs (a reused pid started later)."""
+    try:
+        process = psutil.Process(int(pid_file.read_text()))
+        return (
+            process.status() != psutil.STATUS_ZOMBIE
+            and process.create_time() <= pid_file.stat().st_mtime + 1
+        )
+    except (OSError, ValueError, psutil.Error):
+        return False

@@ -1,0 +1,99 @@
+"""What a worker has to tell the server, kept until the server says it is stored.
+
+Messages go out in order. Started, log batches and results stay here until acknowledged and are
+sent again, first, after a reconnect; the server stores them idempotently. When too much waits,
+``put`` blocks, and with it the jobs' output: nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict, deque
+
+from hodei.v1 import worker_pb2
+
+Key = tuple[str, str, int, int]
+
+
+def ack_key(message: worker_pb2.WorkerMessage) -> Key | None:
+    """The key under which a message waits for its acknowledgement (None: it needs none)."""
+    kind = message.WhichOneof("body")
+    if kind == "started":
+        ref = message.started.ref
+        return ("started", ref.job_id, ref.attempt, 0)
+    if kind == "logs":
+        ref = message.logs.ref
+        return ("logs", ref.job_id, ref.attempt, message.logs.lines[-1].sequence)
+    if kind == "result":
+        ref = message.result.ref
+        return ("result", ref.job_id, ref.attempt, 0)
+    return None
+
+
+class Outbox:
+    """An ordered queue of messages with acknowledgement tracking."""
+
+    def __init__(self, max_waiting: int = 512) -> None:
+        self._pending: deque[worker_pb2.WorkerMessage] = deque()
+        self._unacked: OrderedDict[Key, worker_pb2.WorkerMessage] = OrderedDict()
+        self._max_waiting = max_waiting
+        self._changed = asyncio.Condition()
+
+    def __len__(self) -> int:
+        return len(self._pending) + len(self._unacked)
+
+    async def put(self, message: worker_pb2.WorkerMessage) -> None:
+        """Queue a message; waits while too many are unsent or unacknowledged."""
+        async with self._changed:
+            if ack_key(message) is not None:
+                await self._changed.wait_for(lambda: len(self) < self._max_waiting)
+            self._pending.append(message)
+            self._changed.notify_all()
+
+    async def take(self) -> worker_pb2.WorkerMessage:
+        """The next message to write; it is kept for resending until acknowledged."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: bool(self._pending))
+            message = self._pending.popleft()
+            key = ack_key(message)
+            if key is not None:
+                self._unacked[key] = message
+            return message
+
+    async def rewind(self) -> None:
+        """After a reconnect: everything unacknowledged goes out again, first, in order."""
+        async with self._changed:
+            self._pending.extendleft(reversed(self._unacked.values()))
+            self._unacked.clear()
+            self._changed.notify_all()
+
+    async def acknowledge(self, ack: worker_pb2.Ack) -> None:
+        """Forget what the server says it stored."""
+        what = ack.WhichOneof("what")
+        ref = ack.ref
+        async with self._changed:
+            if what == "logs_through":
+                for key in [
+                    k
+                    for k in self._unacked
+                    if k[:3] == ("logs", ref.job_id, ref.attempt) and k[3] <= ack.logs_through
+                ]:
+                    del self._unacked[key]
+            elif what in ("started", "result"):
+                self._unacked.pop((what, ref.job_id, ref.attempt, 0), None)
+            self._changed.notify_all()
+
+    async def forget(self, job_id: str, attempt: int) -> None:
+        """Drop everything about an attempt the server refused as stale."""
+        async with self._changed:
+            for key in [k for k in self._unacked if k[1:3] == (job_id, attempt)]:
+                del self._unacked[key]
+            self._pending = deque(
+                m for m in self._pending if (ack_key(m) or ("", "", 0, 0))[1:3] != (job_id, attempt)
+            )
+            self._changed.notify_all()
+
+    async def delivered(self) -> None:
+        """Until every message is written and acknowledged."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: len(self) == 0)
