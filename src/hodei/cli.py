@@ -367,6 +367,41 @@ def db_migrate(data_dir: DataDirOpt = None, database_url: DatabaseOpt = None) ->
     run_until_signalled(main)
 
 
+@app.command("worker-token")
+def worker_token(
+    provider: Annotated[
+        str, typer.Option("--provider", help="The provider the worker counts under.")
+    ] = "local",
+    ttl: Annotated[float, typer.Option("--ttl", help="Seconds the token stays valid.")] = 300,
+    data_dir: DataDirOpt = None,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Print a one-time token for starting a worker by hand (`hodei worker --otp TOKEN`).
+
+    Needs access to the database, as an administrator has."""
+    settings = settings_from(data_dir=data_dir, database_url=database_url)
+    from hodei.store.database import Database
+    from hodei.store.embedded import EmbeddedPostgres
+    from hodei.store.workers import WorkerRepository
+
+    url = settings.database_url or EmbeddedPostgres(settings.data_dir).stored_url()
+    if url is None:
+        print_error(f"no database: set HODEI_DATABASE_URL or run `hodei up` ({settings.data_dir})")
+        raise typer.Exit(1)
+
+    async def main(stop: asyncio.Event) -> None:
+        db = await Database.connect(url, min_size=1, max_size=1)
+        try:
+            token = await WorkerRepository(db).create_bootstrap_token(
+                provider, timedelta(seconds=ttl)
+            )
+        finally:
+            await db.close()
+        print(token)
+
+    run_until_signalled(main)
+
+
 @db_app.command("url")
 def db_url(data_dir: DataDirOpt = None, database_url: DatabaseOpt = None) -> None:
     """Print the database URL in use, so that `psql "$(hodei db url)"` works."""

@@ -54,7 +54,7 @@ def state_after(event: AuditEvent) -> JobState | None:
     if event.event_type == "JobAssigned":
         return JobState.ASSIGNED
     target = event.payload.get("to")
-    if event.event_type == "JobStatusChanged" and isinstance(target, str):
+    if event.event_type in ("JobStatusChanged", "JobRetried") and isinstance(target, str):
         return JobState(target)
     return None
 
