@@ -125,6 +125,7 @@ def server_config(settings: Settings, database_url: str) -> ServerConfig:
             cancel_grace=timedelta(seconds=settings.cancel_grace_s),
         ),
         retry=RetryPolicy(base=timedelta(seconds=settings.retry_base_s)),
+        timeout_grace=timedelta(seconds=settings.timeout_grace_s),
     )
 
 

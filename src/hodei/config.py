@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     lease_ttl_s: float = Field(30.0, gt=0)
     cancel_grace_s: float = Field(10.0, ge=0)
     retry_base_s: float = Field(1.0, ge=0)
+    # How long past a job's deadline the server waits for the worker's own timeout to report.
+    timeout_grace_s: float = Field(15.0, ge=0)
     drain_timeout_s: float = Field(10.0, ge=0)
     otp_token: str | None = None
 
