@@ -137,92 +137,53 @@ ProviderOpt = Annotated[str, typer.Option("--provider", help="Run on this provid
 LabelOpt = Annotated[list[str], typer.Option("--label", "-l", help="KEY=VALUE, repeatable.")]
 
 
-@job_app.command("submit")
-def submit(
-    script: ScriptArg = None,
-    file: FileOpt = None,
-    name: NameOpt = None,
-    command_type: TypeOpt = "shell",
-    image: ImageOpt = "",
-    env: EnvOpt = [],  # noqa: B006 - typer reads the default, never mutates it
-    secret_env: SecretOpt = [],  # noqa: B006
-    cpu: CpuOpt = 0,
-    memory: MemOpt = 0,
-    timeout: TimeoutOpt = 0,
-    priority: PriorityOpt = "normal",
-    retry: RetryOpt = False,
-    max_attempts: AttemptsOpt = 0,
-    provider: ProviderOpt = "",
-    label: LabelOpt = [],  # noqa: B006
-    server: ServerOption = "localhost:50051",
-) -> None:
-    """Queue a job and print its id."""
-    definition = build_definition(
-        script,
-        file,
-        name,
-        command_type,
-        image,
-        env,
-        secret_env,
-        cpu,
-        memory,
-        timeout,
-        priority,
-        retry,
-        max_attempts,
-        provider,
-        label,
+def _job_command(*, follow: bool) -> Callable[..., None]:
+    """``job submit`` (follow=False) and ``job run`` (follow=True) take the same options."""
+
+    def command(
+        script: ScriptArg = None,
+        file: FileOpt = None,
+        name: NameOpt = None,
+        command_type: TypeOpt = "shell",
+        image: ImageOpt = "",
+        env: EnvOpt = [],  # noqa: B006 - typer reads the default, never mutates it
+        secret_env: SecretOpt = [],  # noqa: B006
+        cpu: CpuOpt = 0,
+        memory: MemOpt = 0,
+        timeout: TimeoutOpt = 0,
+        priority: PriorityOpt = "normal",
+        retry: RetryOpt = False,
+        max_attempts: AttemptsOpt = 0,
+        provider: ProviderOpt = "",
+        label: LabelOpt = [],  # noqa: B006
+        server: ServerOption = "localhost:50051",
+    ) -> None:
+        definition = build_definition(
+            script, file, name, command_type, image, env, secret_env, cpu, memory, timeout,
+            priority, retry, max_attempts, provider, label,
+        )  # fmt: skip
+        if not follow:
+            out.print(run_client(server, lambda c: c.queue(definition)))
+            return
+
+        async def action(client: HodeiClient) -> jobs_pb2.Job:
+            job_id = await client.queue(definition)
+            print_status(f"job {job_id} queued", style="dim")
+            await stream_logs(client, job_id, follow=True, waiting="waiting for a worker…")
+            return await client.get(job_id)
+
+        raise typer.Exit(report_end(run_client(server, action)))
+
+    command.__doc__ = (
+        "Queue a job, stream its logs to the end, and exit with the job's exit status."
+        if follow
+        else "Queue a job and print its id."
     )
-    out.print(run_client(server, lambda c: c.queue(definition)))
+    return command
 
 
-@job_app.command("run")
-def run(
-    script: ScriptArg = None,
-    file: FileOpt = None,
-    name: NameOpt = None,
-    command_type: TypeOpt = "shell",
-    image: ImageOpt = "",
-    env: EnvOpt = [],  # noqa: B006
-    secret_env: SecretOpt = [],  # noqa: B006
-    cpu: CpuOpt = 0,
-    memory: MemOpt = 0,
-    timeout: TimeoutOpt = 0,
-    priority: PriorityOpt = "normal",
-    retry: RetryOpt = False,
-    max_attempts: AttemptsOpt = 0,
-    provider: ProviderOpt = "",
-    label: LabelOpt = [],  # noqa: B006
-    server: ServerOption = "localhost:50051",
-) -> None:
-    """Queue a job, stream its logs to the end, and exit with the job's exit status."""
-    definition = build_definition(
-        script,
-        file,
-        name,
-        command_type,
-        image,
-        env,
-        secret_env,
-        cpu,
-        memory,
-        timeout,
-        priority,
-        retry,
-        max_attempts,
-        provider,
-        label,
-    )
-
-    async def action(client: HodeiClient) -> jobs_pb2.Job:
-        job_id = await client.queue(definition)
-        print_status(f"job {job_id} queued", style="dim")
-        await stream_logs(client, job_id, follow=True, waiting="waiting for a worker…")
-        return await client.get(job_id)
-
-    job = run_client(server, action)
-    raise typer.Exit(report_end(job))
+job_app.command("submit")(_job_command(follow=False))
+job_app.command("run")(_job_command(follow=True))
 
 
 def report_end(job: jobs_pb2.Job) -> int:
