@@ -16,6 +16,7 @@ from hodei.scheduler.sessions import (
     AckCommand,
     CancelCommand,
     Reservation,
+    RunCommand,
     SessionRegistry,
     WorkerSession,
 )
@@ -98,6 +99,10 @@ class WorkerService:
         )
         for held in worker.active:
             session.active[held.job_id] = Reservation(held.attempt, held.cpu_cores, held.memory_mb)
+        # A RunJob may have been lost with the previous stream; the worker ignores a repeat.
+        for claimed in await self._jobs.assigned_to(worker.worker_id):
+            session.send(RunCommand(claimed))
+        for held in worker.active:
             if held.cancel_requested:
                 session.send(CancelCommand(held.job_id, held.attempt, self.config.cancel_grace))
         previous = self._sessions.add(session)
@@ -149,15 +154,20 @@ class WorkerService:
         session.close()
 
     async def heartbeat(
-        self, session: WorkerSession, *, cpu_percent: float, memory_used_mb: int
+        self,
+        session: WorkerSession,
+        *,
+        cpu_percent: float,
+        memory_used_mb: int,
+        running: Sequence[str],
     ) -> None:
-        """Renew the worker's leases."""
+        """Renew the leases of the jobs the worker runs."""
         await self._workers.heartbeat(
             session.worker_id,
             lease_ttl=self.config.lease_ttl,
             cpu_percent=cpu_percent,
             memory_used_mb=memory_used_mb,
-            running_jobs=len(session.active),
+            running=running,
         )
         session.send(AckCommand(heartbeat=True))
 

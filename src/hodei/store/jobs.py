@@ -226,6 +226,14 @@ class JobRepository:
             return None
         return ClaimedJob(job=job_from_row(row), first_sequence=row["last_log_sequence"] + 1)
 
+    async def assigned_to(self, worker_id: str) -> list[ClaimedJob]:
+        """Attempts given to the worker that it has not reported started."""
+        rows = await self._db.fetch_all("worker_assigned_jobs", {"id": worker_id})
+        return [
+            ClaimedJob(job=job_from_row(row), first_sequence=row["last_log_sequence"] + 1)
+            for row in rows
+        ]
+
     async def mark_running(
         self,
         *,

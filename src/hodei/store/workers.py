@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -187,9 +188,9 @@ class WorkerRepository:
         lease_ttl: timedelta,
         cpu_percent: float,
         memory_used_mb: int,
-        running_jobs: int,
+        running: Sequence[str],
     ) -> None:
-        """Record a heartbeat and renew the leases of the worker's jobs."""
+        """Record a heartbeat and renew the leases of the jobs the worker says it runs."""
         await self._db.fetch_all(
             "worker_heartbeat",
             {
@@ -197,7 +198,8 @@ class WorkerRepository:
                 "lease_ttl": lease_ttl,
                 "cpu_percent": cpu_percent,
                 "memory_used_mb": memory_used_mb,
-                "running_jobs": running_jobs,
+                "running_jobs": len(running),
+                "running": [job_id for job_id in running if _is_uuid(job_id)],
             },
         )
 
@@ -256,3 +258,11 @@ class WorkerRepository:
             delayed=int(row["delayed"]),
             ready_workers=int(row["ready_workers"]),
         )
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True

@@ -143,7 +143,10 @@ class WorkerAgentServicer(worker_pb2_grpc.WorkerAgentServiceServicer):
             if kind == "heartbeat":
                 beat = message.heartbeat
                 await self._workers.heartbeat(
-                    session, cpu_percent=beat.cpu_percent, memory_used_mb=beat.memory_used_mb
+                    session,
+                    cpu_percent=beat.cpu_percent,
+                    memory_used_mb=beat.memory_used_mb,
+                    running=[ref.job_id for ref in beat.running],
                 )
             elif kind == "started":
                 ref = message.started.ref

@@ -359,6 +359,13 @@ FROM worker;
 SELECT id, provider, state, cpu_cores, memory_mb FROM workers
 WHERE id = %(id)s AND session_token_hash = %(session_token_hash)s AND state <> 'TERMINATED';
 
+-- worker_assigned_jobs --
+-- Attempts given to a worker that it has not reported started: sent again when it reconnects.
+SELECT jobs.*,
+       COALESCE((SELECT max(l.sequence) FROM job_logs l WHERE l.job_id = jobs.id), 0)
+           AS last_log_sequence
+FROM jobs WHERE worker_id = %(id)s AND state = 'ASSIGNED';
+
 -- worker_active_jobs --
 -- The attempts a worker holds (ASSIGNED or RUNNING), with what they reserve.
 SELECT id, attempt, cpu_cores, memory_mb, cancel_requested_at IS NOT NULL AS cancel_requested
@@ -390,8 +397,11 @@ WITH beat AS (
     WHERE id = %(id)s AND state <> 'TERMINATED'
     RETURNING id, last_audited_heartbeat_at = last_heartbeat_at AS audit_now
 ), leases AS (
+    -- Only what the worker says it runs, or was given too recently to say: an attempt it
+    -- never got must run out of lease rather than be kept alive forever.
     UPDATE jobs SET lease_expires_at = clock_timestamp() + %(lease_ttl)s
     WHERE worker_id = %(id)s AND state IN ('ASSIGNED', 'RUNNING')
+      AND (id = ANY (%(running)s::uuid[]) OR assigned_at > clock_timestamp() - %(lease_ttl)s)
 )
 INSERT INTO audit_logs (event_type, actor, correlation_id, payload)
 SELECT 'WorkerHeartbeat', 'worker:' || id::text, id::text,
