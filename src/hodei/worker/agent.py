@@ -286,7 +286,12 @@ class WorkerAgent:
             limits=self._config.batch_limits,
         )
         try:
-            result = await self._run_attempt(attempt, definition, workdir, batcher)
+            try:
+                result = await self._run_attempt(attempt, definition, workdir, batcher)
+            except Exception as exc:
+                # Whatever went wrong here, the server must hear how the attempt ended.
+                log.exception("job %s attempt %d failed in the worker", ref.job_id, ref.attempt)
+                result = ExecutionResult(JobState.FAILED, None, f"the worker failed: {exc}")
             last_sequence = await batcher.close()
             message = worker_pb2.JobResult(
                 ref=ref,

@@ -28,11 +28,17 @@ class GroupLedger:
     def __init__(self, work_dir: Path, worker_id: str) -> None:
         self._work_dir = work_dir
         self._dir = work_dir / f"{_PREFIX}{worker_id}"
-        (self._dir / "groups").mkdir(parents=True, exist_ok=True)
-        (self._dir / "pid").write_text(str(os.getpid()))
+        # Built under a hidden name and renamed into place, so a sweeping neighbour never sees
+        # a ledger without its pid (and takes it for a dead worker's).
+        staging = work_dir / f".{_PREFIX}{worker_id}.{os.getpid()}"
+        (staging / "groups").mkdir(parents=True, exist_ok=True)
+        (staging / "pid").write_text(str(os.getpid()))
+        staging.rename(self._dir)
 
     def record(self, pgid: int) -> None:
-        (self._dir / "groups" / str(pgid)).touch()
+        groups = self._dir / "groups"
+        groups.mkdir(parents=True, exist_ok=True)
+        (groups / str(pgid)).touch()
 
     def forget(self, pgid: int) -> None:
         (self._dir / "groups" / str(pgid)).unlink(missing_ok=True)
