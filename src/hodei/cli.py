@@ -123,7 +123,11 @@ def server_config(settings: Settings, database_url: str) -> ServerConfig:
             heartbeat_interval=timedelta(seconds=settings.heartbeat_interval_s),
             lease_ttl=timedelta(seconds=settings.lease_ttl_s),
             cancel_grace=timedelta(seconds=settings.cancel_grace_s),
+            log_limit_bytes=settings.log_max_bytes_per_job,
         ),
+        log_retention=timedelta(days=settings.log_retention_days)
+        if settings.log_retention_days
+        else None,
         retry=RetryPolicy(base=timedelta(seconds=settings.retry_base_s)),
         timeout_grace=timedelta(seconds=settings.timeout_grace_s),
     )

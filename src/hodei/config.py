@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     retry_base_s: float = Field(1.0, ge=0)
     # How long past a job's deadline the server waits for the worker's own timeout to report.
     timeout_grace_s: float = Field(15.0, ge=0)
+    # Log lines older than this many days are deleted (0 keeps them forever).
+    log_retention_days: float = Field(30.0, ge=0)
+    # Keep at most this many bytes of one attempt's output (0: no cap); the log says so.
+    log_max_bytes_per_job: int = Field(0, ge=0)
     drain_timeout_s: float = Field(10.0, ge=0)
     otp_token: str | None = None
 

@@ -28,6 +28,7 @@ from hodei.scheduler.dispatcher import Dispatcher
 from hodei.scheduler.reaper import Reaper
 from hodei.scheduler.sessions import SessionRegistry
 from hodei.services.jobs import JobService
+from hodei.services.loghub import LogHub
 from hodei.services.logs import LogService
 from hodei.services.registry import Services
 from hodei.services.scheduler import SchedulerService
@@ -38,6 +39,7 @@ from hodei.store.logs import LogRepository
 from hodei.store.migrations import migrate
 from hodei.store.notify import CANCELS_CHANNEL, JOBS_CHANNEL, Notifier
 from hodei.store.providers import ProviderRepository
+from hodei.store.retention import LogRetention
 from hodei.store.workers import WorkerRepository
 from hodei.v1 import (
     jobs_pb2,
@@ -74,6 +76,8 @@ class ServerConfig:
     # How long past a job's deadline the server waits for the worker's own timeout to report.
     timeout_grace: timedelta = timedelta(seconds=15)
     reap_interval: timedelta = timedelta(seconds=1)
+    # Log lines older than this are deleted; None keeps them forever.
+    log_retention: timedelta | None = timedelta(days=30)
 
     @property
     def worker_address(self) -> str:
@@ -99,6 +103,7 @@ class HodeiServer:
         self._notifier: Notifier | None = None
         self._dispatcher: Dispatcher | None = None
         self._reaper: Reaper | None = None
+        self._retention: LogRetention | None = None
         self._providers: ProviderManager | None = None
         self._grpc: grpc.aio.Server | None = None
         self._http: _EmbeddedUvicorn | None = None
@@ -116,6 +121,7 @@ class HodeiServer:
         jobs, logs = JobRepository(db, cfg.retry), LogRepository(db)
         workers, providers = WorkerRepository(db), ProviderRepository(db)
         sessions = SessionRegistry()
+        hub = LogHub()
         self._dispatcher = dispatcher = Dispatcher(jobs, sessions, lease_ttl=cfg.protocol.lease_ttl)
         notifier.on(JOBS_CHANNEL, dispatcher.wake)
         self._reaper = reaper = Reaper(
@@ -129,7 +135,7 @@ class HodeiServer:
         manager = ProviderManager(providers, self._provider_context(workers))
         catalog = CapacityCatalog(workers, manager.profiles)
         worker_service = WorkerService(
-            workers, jobs, logs, sessions, dispatcher, catalog, cfg.protocol
+            workers, jobs, logs, sessions, dispatcher, catalog, cfg.protocol, hub
         )
         job_service = JobService(
             jobs, catalog, dispatcher, sessions, notifier, cancel_grace=cfg.protocol.cancel_grace
@@ -137,7 +143,7 @@ class HodeiServer:
         notifier.on(CANCELS_CHANNEL, job_service.on_cancel_notification)
         services = Services(
             jobs=job_service,
-            logs=LogService(jobs, logs, notifier),
+            logs=LogService(jobs, logs, notifier, hub),
             scheduler=SchedulerService(workers),
             workers=worker_service,
             check_ready=db.ping,
@@ -146,6 +152,9 @@ class HodeiServer:
         await self._start_http(services)
         dispatcher.start()
         reaper.start()
+        if cfg.log_retention is not None:
+            self._retention = LogRetention(logs, keep=cfg.log_retention)
+            self._retention.start()
         self._providers = manager
         await manager.start()
         log.info(
@@ -244,6 +253,8 @@ class HodeiServer:
             self._http.should_exit = True
             with contextlib.suppress(asyncio.CancelledError):
                 await self._http_task
+        if self._retention is not None:
+            await self._retention.stop()
         if self._reaper is not None:
             await self._reaper.stop()
         if self._dispatcher is not None:

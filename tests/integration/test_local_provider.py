@@ -21,7 +21,7 @@ from hodei.store.providers import ProviderRepository
 from hodei.v1 import jobs_pb2, scheduler_pb2
 
 from .conftest import traversable_tmpdir
-from .test_server import free_port
+from .harness import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -3,135 +3,24 @@ gRPC and REST."""
 
 from __future__ import annotations
 
-import asyncio
-import shutil
-import socket
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from collections.abc import AsyncIterator
 
 import grpc
-import httpx
 import psutil
 import pytest
 import pytest_asyncio
 
-from hodei.client import HodeiClient
-from hodei.server import HodeiServer, ServerConfig
-from hodei.services.workers import WorkerProtocolConfig
-from hodei.store.database import Database
-from hodei.store.workers import WorkerRepository
-from hodei.v1 import jobs_pb2, logs_pb2, scheduler_pb2
-from hodei.worker.agent import AgentConfig, WorkerAgent
-from hodei.worker.runtime import ProcessRuntime
+from hodei.v1 import jobs_pb2, logs_pb2
 
-from .conftest import traversable_tmpdir
+from .harness import Running, running_hodei, shell
 
 pytestmark = pytest.mark.integration
-FINAL = {jobs_pb2.SUCCEEDED, jobs_pb2.FAILED, jobs_pb2.CANCELLED, jobs_pb2.TIMEOUT}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], seconds: float = 15) -> Any:
-    deadline = time.monotonic() + seconds
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {seconds} s")
-        await asyncio.sleep(0.02)
-
-
-@dataclass
-class Running:
-    client: HodeiClient
-    http: httpx.AsyncClient
-    database_url: str
-
-    async def wait_final(self, job_id: str, seconds: float = 20) -> jobs_pb2.Job:
-        async def final() -> jobs_pb2.Job | None:
-            job = await self.client.get(job_id)
-            return job if job.state in FINAL else None
-
-        result: jobs_pb2.Job = await eventually(final, seconds)
-        return result
-
-    async def wait_state(self, job_id: str, state: int) -> None:
-        async def reached() -> bool:
-            return (await self.client.get(job_id)).state == state
-
-        await eventually(reached)
-
-    async def count_jobs(self) -> int:
-        response = await self.client.list(jobs_pb2.ListJobsRequest(page_size=500))
-        return len(response.jobs)
-
-
-def shell(script: str, **fields: Any) -> jobs_pb2.JobDefinition:
-    return jobs_pb2.JobDefinition(name=fields.pop("name", script[:40]), script=script, **fields)
 
 
 @pytest_asyncio.fixture
 async def hodei(database_url: str) -> AsyncIterator[Running]:
-    data_dir = traversable_tmpdir("hodei-it-server-")
-    grpc_port, http_port = free_port(), free_port()
-    server = HodeiServer(
-        ServerConfig(
-            database_url=database_url,
-            data_dir=data_dir,
-            grpc_port=grpc_port,
-            http_port=http_port,
-            protocol=WorkerProtocolConfig(
-                heartbeat_interval=timedelta(seconds=1), cancel_grace=timedelta(seconds=2)
-            ),
-        )
-    )
-    await server.start()
-    agent_task: asyncio.Task[None] | None = None
-    agent: WorkerAgent | None = None
-    try:
-        db = await Database.connect(database_url, min_size=1, max_size=1)
-        try:
-            otp = await WorkerRepository(db).create_bootstrap_token("local", timedelta(minutes=1))
-        finally:
-            await db.close()
-        agent = WorkerAgent(
-            AgentConfig(
-                server_addresses=(f"127.0.0.1:{grpc_port}",),
-                otp=otp,
-                cpu_cores=4,
-                memory_mb=8192,
-                region="local",
-                work_dir=data_dir,
-            ),
-            ProcessRuntime(grace=2),
-        )
-        agent_task = asyncio.create_task(agent.run())
-        async with (
-            HodeiClient(f"127.0.0.1:{grpc_port}") as client,
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as http,
-        ):
-
-            async def ready() -> bool:
-                workers = await client.workers()
-                return any(w.state == scheduler_pb2.WORKER_READY for w in workers.workers)
-
-            await eventually(ready)
-            yield Running(client, http, database_url)
-    finally:
-        if agent is not None and agent_task is not None:
-            agent.stop()
-            await asyncio.wait_for(agent_task, 20)
-        await server.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
+    async with running_hodei(database_url) as running:
+        yield running
 
 
 async def test_a_shell_job_runs_and_its_logs_are_kept(hodei: Running) -> None:

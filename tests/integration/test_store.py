@@ -11,7 +11,7 @@ import pytest
 
 from hodei.domain.errors import AuthenticationError, StaleAttemptError
 from hodei.domain.jobs import JobSpec, parse_job_spec
-from hodei.domain.logs import LogLevel, LogRecord, LogStream
+from hodei.domain.logs import LogLevel, LogRecord, LogStream, epoch_ns
 from hodei.domain.retries import AttemptOutcome
 from hodei.domain.states import JobState
 from hodei.domain.workers import WorkerInfo, WorkerState
@@ -198,7 +198,9 @@ async def test_keyset_pages_cover_every_job_once(db: Database) -> None:
 
 
 def line(sequence: int, text: str, level: LogLevel = LogLevel.INFO) -> LogRecord:
-    return LogRecord(sequence, datetime.now(UTC), LogStream.STDOUT, level, text, attempt=1)
+    return LogRecord(
+        sequence, epoch_ns(datetime.now(UTC)), LogStream.STDOUT, level, text, attempt=1
+    )
 
 
 async def test_log_appends_are_idempotent_and_fenced(db: Database) -> None:

@@ -115,6 +115,7 @@ class Job:
     finished_at: datetime | None = None
     exit_code: int | None = None
     error_message: str = ""
+    log_truncated: bool = False
 
 
 class _Checker:

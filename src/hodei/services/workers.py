@@ -20,6 +20,7 @@ from hodei.scheduler.sessions import (
     SessionRegistry,
     WorkerSession,
 )
+from hodei.services.loghub import LogHub
 from hodei.store.jobs import JobRepository
 from hodei.store.logs import LogRepository
 from hodei.store.workers import Registration, WorkerRepository
@@ -35,6 +36,8 @@ class WorkerProtocolConfig:
     lease_ttl: timedelta = timedelta(seconds=30)
     otp_ttl: timedelta = timedelta(minutes=5)
     cancel_grace: timedelta = field(default=timedelta(seconds=10))
+    # Keep at most this much of one attempt's output (0: everything); the log says so at the cap.
+    log_limit_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class JobOutcome:
     exit_code: int | None
     error_message: str
     finished_at: datetime
+    log_truncated: bool = False
 
 
 class WorkerService:
@@ -61,6 +65,7 @@ class WorkerService:
         dispatcher: Dispatcher,
         catalog: CapacityCatalog,
         config: WorkerProtocolConfig,
+        hub: LogHub,
     ) -> None:
         self._workers = workers
         self._jobs = jobs
@@ -69,6 +74,7 @@ class WorkerService:
         self._dispatcher = dispatcher
         self._catalog = catalog
         self.config = config
+        self._hub = hub
 
     async def register(self, otp: str, info: WorkerInfo) -> Registration:
         """Trade a one-time token for a worker id and session token."""
@@ -194,6 +200,7 @@ class WorkerService:
         await self._logs.append(
             worker_id=session.worker_id, job_id=job_id, attempt=attempt, lines=lines
         )
+        self._hub.publish(job_id, lines)
         session.send(AckCommand(job_id, attempt, logs_through=lines[-1].sequence))
 
     async def job_finished(self, session: WorkerSession, outcome: JobOutcome) -> None:
@@ -206,6 +213,7 @@ class WorkerService:
             exit_code=outcome.exit_code,
             error_message=outcome.error_message,
             finished_at=outcome.finished_at,
+            log_truncated=outcome.log_truncated,
         )
         session.release(outcome.job_id, outcome.attempt)
         session.send(AckCommand(outcome.job_id, outcome.attempt, result=True))

@@ -58,6 +58,10 @@ class Database:
         except psycopg.OperationalError as exc:
             raise UnavailableError(f"PostgreSQL is unavailable: {exc}") from exc
 
+    def query(self, name: str) -> LiteralString:
+        """The text of a named query."""
+        return self._queries[name]
+
     async def fetch_all(self, query: str, params: Mapping[str, Any] | None = None) -> list[Row]:
         """Run a named query and return every row."""
         async with self.connection() as conn:

@@ -114,6 +114,7 @@ def job_from_row(row: Row) -> Job:
         finished_at=row["finished_at"],
         exit_code=row["exit_code"],
         error_message=row["error_message"],
+        log_truncated=row["log_truncated"],
     )
 
 
@@ -275,6 +276,7 @@ class JobRepository:
         exit_code: int | None,
         error_message: str,
         finished_at: datetime,
+        log_truncated: bool = False,
     ) -> JobState | None:
         """Record how this worker's current attempt ended. The job is retried, handed back or
         ended as the retry rule decides; returns its new state, or None for a harmless repeat.
@@ -294,6 +296,7 @@ class JobRepository:
                 "exit_code": exit_code,
                 "error_message": error_message,
                 "finished_at": finished_at,
+                "log_truncated": log_truncated,
                 "actor": f"worker:{worker_id}",
                 "retry_base_s": self._retry.base.total_seconds(),
                 "retry_cap_s": self._retry.cap.total_seconds(),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 from hodei.domain.errors import StaleAttemptError
 from hodei.domain.logs import LogLevel, LogRecord, LogStream
@@ -12,6 +14,7 @@ from hodei.store.jobs import parse_job_id
 
 _STREAM_NAMES = {LogStream.STDOUT: "stdout", LogStream.STDERR: "stderr"}
 _STREAMS_BY_NAME = {name: stream for stream, name in _STREAM_NAMES.items()}
+_LEVEL_NAMES = {level: level.name for level in LogLevel}
 
 
 @dataclass(frozen=True)
@@ -47,12 +50,23 @@ class LogRepository:
                 "job_id": job_id,
                 "attempt": attempt,
                 "worker_id": worker_id,
-                "sequences": [line.sequence for line in lines],
-                "timestamps": [line.timestamp for line in lines],
-                "streams": [_STREAM_NAMES[line.stream] for line in lines],
-                "levels": [line.level.name for line in lines],
-                "lines": [line.line for line in lines],
-                "invalid": [line.invalid_utf8 for line in lines],
+                # One JSON document per batch: PostgreSQL unpacks it far faster than psycopg
+                # adapts six arrays element by element.
+                "rows": json.dumps(
+                    [
+                        {
+                            "s": line.sequence,
+                            "t": line.epoch_ns // 1000,
+                            "o": _STREAM_NAMES[line.stream],
+                            "v": _LEVEL_NAMES[line.level],
+                            "x": line.line,
+                            "i": line.invalid_utf8,
+                        }
+                        for line in lines
+                    ],
+                    ensure_ascii=False,
+                ),
+                "last_sequence": max(line.sequence for line in lines),
             },
         )
         assert row is not None
@@ -61,6 +75,14 @@ class LogRepository:
                 f"attempt {attempt} of job {job_id} is not current on worker {worker_id}"
             )
         return int(row["stored"])
+
+    async def delete_older_than(self, age: timedelta, batch: int = 10_000) -> int:
+        """Delete up to ``batch`` lines older than ``age``; returns how many went."""
+        async with self._db.connection() as conn:
+            cursor = await conn.execute(
+                self._db.query("delete_old_logs"), {"age": age, "batch": batch}
+            )
+            return cursor.rowcount
 
     async def read(self, query: LogQuery) -> list[LogRecord]:
         """Lines after ``query.after_sequence`` in order, filtered."""
@@ -76,13 +98,13 @@ class LogRepository:
         )
         return [
             LogRecord(
-                sequence=row["sequence"],
-                timestamp=row["ts"],
-                stream=_STREAMS_BY_NAME[row["stream"]],
-                level=LogLevel[row["level"]],
-                line=row["line"],
-                attempt=row["attempt"],
-                invalid_utf8=row["invalid_utf8"],
+                row["sequence"],
+                row["epoch_ns"],
+                _STREAMS_BY_NAME[row["stream"]],
+                LogLevel[row["level"]],
+                row["line"],
+                row["attempt"],
+                row["invalid_utf8"],
             )
             for row in rows
         ]

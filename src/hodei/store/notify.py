@@ -24,13 +24,37 @@ CANCELS_CHANNEL = "hodei_cancels"
 CHANNELS = (JOBS_CHANNEL, JOB_EVENTS_CHANNEL, LOGS_CHANNEL, CANCELS_CHANNEL)
 
 
+class Watch:
+    """Set whenever its channel carries its key; ``payload`` is the latest full payload."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self.payload = ""
+
+    def notify(self, payload: str) -> None:
+        self.payload = payload
+        self._event.set()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def clear(self) -> None:
+        self._event.clear()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
 class Notifier:
     """Listens on the Hodei channels and wakes whoever waits on a (channel, payload)."""
 
     def __init__(self, conninfo: str, *, reconnect_delay: float = 0.5) -> None:
         self._conninfo = conninfo
         self._reconnect_delay = reconnect_delay
-        self._events: defaultdict[tuple[str, str], set[asyncio.Event]] = defaultdict(set)
+        self._events: defaultdict[tuple[str, str], set[Watch]] = defaultdict(set)
         self._callbacks: defaultdict[str, list[Callable[[str], None]]] = defaultdict(list)
         self._task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
@@ -54,9 +78,10 @@ class Notifier:
         self._callbacks[channel].append(callback)
 
     @contextlib.contextmanager
-    def watch(self, channel: str, key: str) -> Iterator[asyncio.Event]:
-        """An event set whenever ``channel`` carries ``key`` (and after a reconnect)."""
-        event = asyncio.Event()
+    def watch(self, channel: str, key: str) -> Iterator[Watch]:
+        """Set whenever ``channel`` carries ``key`` (a payload ``key`` or ``key:detail``), and
+        after a reconnect."""
+        event = Watch()
         self._events[(channel, key)].add(event)
         try:
             yield event
@@ -68,8 +93,9 @@ class Notifier:
                     del self._events[(channel, key)]
 
     def _deliver(self, channel: str, payload: str) -> None:
-        for event in self._events.get((channel, payload), ()):
-            event.set()
+        key = payload.partition(":")[0]
+        for watch in self._events.get((channel, key), ()):
+            watch.notify(payload)
         for callback in self._callbacks.get(channel, ()):
             callback(payload)
 

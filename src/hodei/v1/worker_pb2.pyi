@@ -248,6 +248,7 @@ class JobResult(_message.Message):
     ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
     FINISHED_AT_FIELD_NUMBER: _builtins.int
     LAST_SEQUENCE_FIELD_NUMBER: _builtins.int
+    LOG_TRUNCATED_FIELD_NUMBER: _builtins.int
     state: _jobs_pb2.JobState.ValueType
     """SUCCEEDED, FAILED, TIMEOUT or CANCELLED; PENDING hands the job back unfinished (the worker
     is draining), so that it runs again elsewhere without counting as a failed attempt.
@@ -256,6 +257,8 @@ class JobResult(_message.Message):
     error_message: _builtins.str
     last_sequence: _builtins.int
     """the sequence of the job's last log line (0 if none)"""
+    log_truncated: _builtins.bool
+    """the output went past log_limit_bytes; the rest was not kept"""
     @_builtins.property
     def ref(self) -> Global___AttemptRef: ...
     @_builtins.property
@@ -269,10 +272,11 @@ class JobResult(_message.Message):
         error_message: _builtins.str = ...,
         finished_at: _timestamp_pb2.Timestamp | None = ...,
         last_sequence: _builtins.int = ...,
+        log_truncated: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "exit_code", b"exit_code", "finished_at", b"finished_at", "ref", b"ref"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "error_message", b"error_message", "exit_code", b"exit_code", "finished_at", b"finished_at", "last_sequence", b"last_sequence", "ref", b"ref", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "error_message", b"error_message", "exit_code", b"exit_code", "finished_at", b"finished_at", "last_sequence", b"last_sequence", "log_truncated", b"log_truncated", "ref", b"ref", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__exit_code: _TypeAlias = _typing.Literal["exit_code"]  # noqa: Y015
     _WhichOneofArgType__exit_code: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code"]  # noqa: Y015
@@ -367,8 +371,11 @@ class RunJob(_message.Message):
     REF_FIELD_NUMBER: _builtins.int
     DEFINITION_FIELD_NUMBER: _builtins.int
     FIRST_SEQUENCE_FIELD_NUMBER: _builtins.int
+    LOG_LIMIT_BYTES_FIELD_NUMBER: _builtins.int
     first_sequence: _builtins.int
     """the sequence of this attempt's first log line"""
+    log_limit_bytes: _builtins.int
+    """keep at most this much output (0: no limit)"""
     @_builtins.property
     def ref(self) -> Global___AttemptRef: ...
     @_builtins.property
@@ -381,10 +388,11 @@ class RunJob(_message.Message):
         ref: Global___AttemptRef | None = ...,
         definition: _jobs_pb2.JobDefinition | None = ...,
         first_sequence: _builtins.int = ...,
+        log_limit_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["definition", b"definition", "ref", b"ref"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["definition", b"definition", "first_sequence", b"first_sequence", "ref", b"ref"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["definition", b"definition", "first_sequence", b"first_sequence", "log_limit_bytes", b"log_limit_bytes", "ref", b"ref"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

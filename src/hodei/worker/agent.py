@@ -284,6 +284,7 @@ class WorkerAgent:
             attempt=ref.attempt,
             masker=SecretMasker(definition.secret_env.values()),
             limits=self._config.batch_limits,
+            max_bytes=run.log_limit_bytes,
         )
         try:
             try:
@@ -299,6 +300,7 @@ class WorkerAgent:
                 error_message=result.error_message,
                 finished_at=now_timestamp(),
                 last_sequence=last_sequence,
+                log_truncated=batcher.truncated,
             )
             if result.exit_code is not None:
                 message.exit_code = result.exit_code
@@ -331,7 +333,7 @@ class WorkerAgent:
         if attempt.cancel_grace is not None:
             return ExecutionResult(JobState.CANCELLED, None, "cancelled before it started")
         try:
-            execution = await self._runtime.start(launch, batcher.add)
+            execution = await self._runtime.start(launch, batcher.add_lines)
         except LaunchError as exc:
             return ExecutionResult(JobState.FAILED, None, str(exc))
         attempt.execution = execution

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from hodei.domain.logs import LogRecord, LogStream, classify_level
 
@@ -66,6 +66,7 @@ class LogBatcher:
         attempt: int,
         masker: SecretMasker,
         limits: BatchLimits = BatchLimits(),
+        max_bytes: int = 0,
     ) -> None:
         self._send = send
         self._next = first_sequence
@@ -76,6 +77,9 @@ class LogBatcher:
         self._bytes = 0
         self._lock = asyncio.Lock()
         self._timer: asyncio.Task[None] | None = None
+        self._max_bytes = max_bytes
+        self._kept_bytes = 0
+        self.truncated = False
 
     @property
     def last_sequence(self) -> int:
@@ -84,31 +88,59 @@ class LogBatcher:
 
     async def add(self, stream: LogStream, raw: bytes) -> None:
         """Number one line of output and queue it for sending."""
-        raw = terminal_view(raw)
-        try:
-            text, invalid = raw.decode("utf-8"), False
-        except UnicodeDecodeError:
-            text, invalid = raw.decode("utf-8", errors="replace"), True
-        record = LogRecord(
-            sequence=self._next,
-            timestamp=datetime.now(UTC),
-            stream=stream,
-            level=classify_level(raw),
-            line=self._masker.mask(text),
-            attempt=self._attempt,
-            invalid_utf8=invalid,
-        )
-        self._next += 1
+        await self.add_lines(stream, [raw])
+
+    async def add_lines(self, stream: LogStream, raws: list[bytes]) -> None:
+        """Number lines read together (they share a timestamp) and queue them for sending.
+
+        Past ``max_bytes`` (when set) lines are read and dropped, and one last line says so.
+        """
+        now = time.time_ns()
+        records: list[LogRecord] = []
+        size = 0
+        for raw in raws:
+            if self.truncated:
+                break
+            record = self._record(stream, terminal_view(raw), now)
+            records.append(record)
+            size += len(record.line)
         async with self._lock:
-            self._batch.append(record)
-            self._bytes += len(raw)
+            self._batch.extend(records)
+            self._bytes += size
             full = (
                 len(self._batch) >= self._limits.max_lines or self._bytes >= self._limits.max_bytes
             )
             if full:
                 await self._flush_locked()
-            elif self._timer is None:
+            elif self._timer is None and self._batch:
                 self._timer = asyncio.create_task(self._flush_later())
+
+    def _record(self, stream: LogStream, raw: bytes, now: int) -> LogRecord:
+        if self._max_bytes and self._kept_bytes + len(raw) > self._max_bytes:
+            self.truncated = True
+            stream = LogStream.STDERR
+            raw = (
+                f"[hodei] WARNING: this job's log reached its limit of {self._max_bytes} "
+                "bytes; later output is not kept"
+            ).encode()
+        self._kept_bytes += len(raw)
+        try:
+            text, invalid = raw.decode("utf-8"), False
+        except UnicodeDecodeError:
+            text, invalid = raw.decode("utf-8", errors="replace"), True
+        if "\x00" in text:
+            # PostgreSQL text cannot hold NUL: show it as the replacement character.
+            text, invalid = text.replace("\x00", "\ufffd"), True
+        self._next += 1
+        return LogRecord(
+            self._next - 1,
+            now,
+            stream,
+            classify_level(raw),
+            self._masker.mask(text),
+            self._attempt,
+            invalid,
+        )
 
     async def _flush_later(self) -> None:
         await asyncio.sleep(self._limits.max_delay)
@@ -136,18 +168,19 @@ class LogBatcher:
         return self.last_sequence
 
 
-LineSink = Callable[[LogStream, bytes], Awaitable[None]]
+LineSink = Callable[[LogStream, list[bytes]], Awaitable[None]]
 
 
 async def pump_lines(reader: asyncio.StreamReader, stream: LogStream, sink: LineSink) -> None:
-    """Read a pipe to its end, handing each complete line (without its newline) to ``sink``."""
-    pending = bytearray()
+    """Read a pipe to its end, handing the complete lines of each read (without their newlines)
+    to ``sink``. A line is never cut, however long."""
+    parts: list[bytes] = []
     while chunk := await reader.read(READ_CHUNK):
-        pending += chunk
-        start = 0
-        while (newline := pending.find(b"\n", start)) != -1:
-            await sink(stream, bytes(pending[start:newline]))
-            start = newline + 1
-        del pending[:start]
-    if pending:
-        await sink(stream, bytes(pending))
+        parts.append(chunk)
+        if b"\n" not in chunk:
+            continue  # a long line still coming: nothing complete yet
+        *lines, rest = b"".join(parts).split(b"\n")
+        parts = [rest] if rest else []
+        await sink(stream, lines)
+    if parts:
+        await sink(stream, [b"".join(parts)])

@@ -84,8 +84,8 @@ async def feed(chunks: list[bytes]) -> list[bytes]:
     reader.feed_eof()
     seen: list[bytes] = []
 
-    async def sink(stream: LogStream, raw: bytes) -> None:
-        seen.append(raw)
+    async def sink(stream: LogStream, raws: list[bytes]) -> None:
+        seen.extend(raws)
 
     await pump_lines(reader, LogStream.STDOUT, sink)
     return seen

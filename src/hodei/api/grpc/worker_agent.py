@@ -48,7 +48,7 @@ def session_token_from(context: Context) -> str:
     raise AuthenticationError("the stream carries no 'authorization: Session <token>' metadata")
 
 
-def command_to_proto(command: Command) -> worker_pb2.ServerMessage:
+def command_to_proto(command: Command, log_limit_bytes: int = 0) -> worker_pb2.ServerMessage:
     """A command for the worker, on the wire."""
     match command:
         case RunCommand(claimed):
@@ -58,6 +58,7 @@ def command_to_proto(command: Command) -> worker_pb2.ServerMessage:
                     ref=worker_pb2.AttemptRef(job_id=job.id, attempt=job.attempt),
                     definition=convert.definition_to_proto(job, reveal_secrets=True),
                     first_sequence=claimed.first_sequence,
+                    log_limit_bytes=log_limit_bytes,
                 )
             )
         case CancelCommand(job_id, attempt, grace):
@@ -116,7 +117,7 @@ class WorkerAgentServicer(worker_pb2_grpc.WorkerAgentServiceServicer):
         reason = "stream closed"
         try:
             while (command := await session.outbox.get()) is not None:
-                yield command_to_proto(command)
+                yield command_to_proto(command, self._workers.config.log_limit_bytes)
             reason = "replaced by a newer stream"
         finally:
             reader.cancel()
@@ -197,4 +198,5 @@ def _outcome(result: worker_pb2.JobResult) -> JobOutcome:
         exit_code=result.exit_code if result.HasField("exit_code") else None,
         error_message=result.error_message,
         finished_at=convert.from_timestamp(result.finished_at),
+        log_truncated=result.log_truncated,
     )

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import FastAPI, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, FastAPI, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from hodei.api.http.models import (
     JobDefinition,
     JobList,
     JobOut,
+    LevelName,
     LogLineOut,
     LogPage,
     Problem,
@@ -29,6 +31,7 @@ from hodei.domain.errors import (
     UnavailableError,
     ValidationError,
 )
+from hodei.domain.logs import LogLevel, LogRecord
 from hodei.domain.states import JobState
 from hodei.services import ANONYMOUS_ACTOR
 from hodei.services.registry import Services
@@ -43,6 +46,9 @@ _STATUS: list[tuple[type[HodeiError], int]] = [
     (AuthenticationError, 401),
     (UnavailableError, 503),
 ]
+
+# RFC 6455: the endpoint refuses a message or request that breaks its rules.
+WS_POLICY_VIOLATION = 1008
 
 _ERRORS: dict[int | str, dict[str, object]] = {
     404: {"model": Problem, "description": "No such job"},
@@ -72,35 +78,41 @@ def _error_response(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(error)}, status_code=status, headers=headers)
 
 
-def create_app(services: Services) -> FastAPI:
-    """The HTTP application for one server."""
-    app = FastAPI(
-        title="Hodei Jobs",
-        version="1",
-        openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
-        redoc_url=None,
-    )
-    app.add_exception_handler(HodeiError, _error_response)
+def _text_line(line: LogRecord, timestamps: bool) -> str:
+    if timestamps:
+        return f"{line.timestamp.isoformat()} {line.level.name:5} {line.line}\n"
+    return f"{line.line}\n"
 
-    @app.get("/healthz", tags=["probes"])
+
+def probe_routes(services: Services) -> APIRouter:
+    """/healthz and /readyz."""
+    router = APIRouter()
+
+    @router.get("/healthz", tags=["probes"])
     async def healthz() -> dict[str, str]:
         """The process is alive."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["probes"], responses={503: {"model": Problem}})
+    @router.get("/readyz", tags=["probes"], responses={503: {"model": Problem}})
     async def readyz() -> dict[str, str]:
         """The server can serve: PostgreSQL answers."""
         await services.check_ready()
         return {"status": "ready"}
 
-    @app.post("/api/v1/jobs", status_code=201, tags=["jobs"], responses=_ERRORS)
+    return router
+
+
+def job_routes(services: Services) -> APIRouter:
+    """QueueJob, GetJob, ListJobs and CancelJob over REST."""
+    router = APIRouter()
+
+    @router.post("/api/v1/jobs", status_code=201, tags=["jobs"], responses=_ERRORS)
     async def queue_job(definition: JobDefinition) -> QueueJobResponse:
         """Queue a job (QueueJob)."""
         job_id = await services.jobs.submit(definition.model_dump(), ANONYMOUS_ACTOR)
         return QueueJobResponse(job_id=job_id)
 
-    @app.get("/api/v1/jobs", tags=["jobs"], responses=_ERRORS)
+    @router.get("/api/v1/jobs", tags=["jobs"], responses=_ERRORS)
     async def list_jobs(
         state: Annotated[list[StateName] | None, Query()] = None,
         name: str = "",
@@ -122,24 +134,39 @@ def create_app(services: Services) -> FastAPI:
             next_page_token=page.next_page_token,
         )
 
-    @app.get("/api/v1/jobs/{job_id}", tags=["jobs"], responses=_ERRORS)
+    @router.get("/api/v1/jobs/{job_id}", tags=["jobs"], responses=_ERRORS)
     async def get_job(job_id: str) -> JobOut:
         """One job with its state (GetJob)."""
         return JobOut.from_job(await services.jobs.get(parse_job_id(job_id)))
 
-    @app.post("/api/v1/jobs/{job_id}/cancel", tags=["jobs"], responses=_ERRORS)
+    @router.post("/api/v1/jobs/{job_id}/cancel", tags=["jobs"], responses=_ERRORS)
     async def cancel_job(job_id: str) -> JobOut:
         """Cancel a job (CancelJob)."""
         return JobOut.from_job(await services.jobs.cancel(parse_job_id(job_id), ANONYMOUS_ACTOR))
 
-    @app.get("/api/v1/jobs/{job_id}/logs", tags=["logs"], responses=_ERRORS)
+    return router
+
+
+def log_routes(services: Services) -> APIRouter:
+    """A job's log: pages, a download and a live WebSocket."""
+    router = APIRouter()
+
+    @router.get("/api/v1/jobs/{job_id}/logs", tags=["logs"], responses=_ERRORS)
     async def get_logs(
         job_id: str,
-        after: Annotated[int, Query(ge=0)] = 0,
+        after: Annotated[int, Query(ge=0, description="lines after this sequence")] = 0,
         limit: Annotated[int, Query(ge=0, le=10_000)] = 0,
+        level: Annotated[list[LevelName] | None, Query(description="repeatable")] = None,
+        q: Annotated[str, Query(max_length=1000, description="case-insensitive text")] = "",
     ) -> LogPage:
-        """A page of the job's log after a sequence number (GetLogs)."""
-        query = LogQuery(job_id=parse_job_id(job_id), after_sequence=after, limit=limit)
+        """A page of the job's log after a sequence number, filtered (GetLogs)."""
+        query = LogQuery(
+            job_id=parse_job_id(job_id),
+            after_sequence=after,
+            limit=limit,
+            levels=tuple(LogLevel[name] for name in level or ()),
+            contains=q,
+        )
         lines, finished = await services.logs.page(query)
         return LogPage(
             lines=[LogLineOut.from_record(line) for line in lines],
@@ -147,7 +174,65 @@ def create_app(services: Services) -> FastAPI:
             job_finished=finished,
         )
 
-    @app.get("/api/v1/queue", tags=["scheduler"], responses=_ERRORS)
+    @router.get(
+        "/api/v1/jobs/{job_id}/logs.txt",
+        tags=["logs"],
+        responses=_ERRORS | {200: {"content": {"text/plain": {}}}},
+        response_class=StreamingResponse,
+    )
+    async def download_logs(job_id: str, timestamps: bool = False) -> StreamingResponse:
+        """The whole log as a text file, one line per line of output."""
+        job = await services.jobs.get(parse_job_id(job_id))
+        query = LogQuery(job_id=job.id, limit=10_000)
+
+        async def body() -> AsyncIterator[str]:
+            async for batch in services.logs.follow(query, follow=False):
+                yield "".join(_text_line(line, timestamps) for line in batch)
+
+        return StreamingResponse(
+            body(),
+            media_type="text/plain; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="hodei-job-{job.id}.log"'},
+        )
+
+    @router.websocket("/api/v1/jobs/{job_id}/logs/stream")
+    async def stream_logs(
+        websocket: WebSocket,
+        job_id: str,
+        from_sequence: Annotated[int, Query(ge=0)] = 0,
+        level: Annotated[list[LevelName] | None, Query()] = None,
+        q: Annotated[str, Query(max_length=1000)] = "",
+    ) -> None:
+        """History from ``from_sequence``, then live lines: ``{"type": "lines", "lines": […]}``
+        messages, and ``{"type": "end", "state": …}`` once the job has ended. To resume after a
+        dropped connection, reconnect with ``from_sequence`` = the last sequence seen + 1."""
+        await websocket.accept()
+        try:
+            query = LogQuery(
+                job_id=parse_job_id(job_id),
+                after_sequence=max(from_sequence - 1, 0),
+                levels=tuple(LogLevel[name] for name in level or ()),
+                contains=q,
+            )
+            async for batch in services.logs.follow(query, follow=True):
+                lines = [LogLineOut.from_record(line).model_dump(mode="json") for line in batch]
+                await websocket.send_json({"type": "lines", "lines": lines})
+            job = await services.jobs.get(query.job_id)
+            await websocket.send_json({"type": "end", "state": job.state.value})
+            await websocket.close()
+        except HodeiError as error:
+            await websocket.close(code=WS_POLICY_VIOLATION, reason=str(error)[:120])
+        except WebSocketDisconnect:
+            return
+
+    return router
+
+
+def scheduler_routes(services: Services) -> APIRouter:
+    """The queue and the workers."""
+    router = APIRouter()
+
+    @router.get("/api/v1/queue", tags=["scheduler"], responses=_ERRORS)
     async def queue_status() -> QueueStatusOut:
         """Jobs per state and the queue depth (GetQueueStatus)."""
         status = await services.scheduler.queue_status()
@@ -158,10 +243,25 @@ def create_app(services: Services) -> FastAPI:
             ready_workers=status.ready_workers,
         )
 
-    @app.get("/api/v1/workers", tags=["scheduler"], responses=_ERRORS)
+    @router.get("/api/v1/workers", tags=["scheduler"], responses=_ERRORS)
     async def list_workers(include_terminated: bool = False) -> list[WorkerOut]:
         """Registered workers (ListWorkers)."""
         workers = await services.scheduler.workers(include_terminated)
         return [WorkerOut.from_worker(w) for w in workers]
 
+    return router
+
+
+def create_app(services: Services) -> FastAPI:
+    """The HTTP application for one server."""
+    app = FastAPI(
+        title="Hodei Jobs",
+        version="1",
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+    )
+    app.add_exception_handler(HodeiError, _error_response)
+    for routes in (probe_routes, job_routes, log_routes, scheduler_routes):
+        app.include_router(routes(services))
     return app

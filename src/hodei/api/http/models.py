@@ -14,6 +14,7 @@ from hodei.domain.workers import Worker
 
 CommandTypeName = Literal["SHELL", "DOCKER_EXEC", "PYTHON", "NODE"]
 PriorityName = Literal["LOW", "NORMAL", "HIGH"]
+LevelName = Literal["INFO", "WARN", "ERROR"]
 StateName = Literal["PENDING", "ASSIGNED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "TIMEOUT"]
 
 
@@ -69,6 +70,9 @@ class JobOut(BaseModel):
     finished_at: datetime | None
     exit_code: int | None
     error_message: str
+    log_truncated: bool = Field(
+        default=False, description="the log reached its size cap: later output was not kept"
+    )
 
     @classmethod
     def from_job(cls, job: Job) -> JobOut:
@@ -109,6 +113,7 @@ class JobOut(BaseModel):
             finished_at=job.finished_at,
             exit_code=job.exit_code,
             error_message=job.error_message,
+            log_truncated=job.log_truncated,
         )
 
 

@@ -145,6 +145,7 @@ WITH previous AS (
         state = d.next_state,
         exit_code = CASE WHEN d.next_state = 'PENDING' THEN NULL ELSE %(exit_code)s END,
         error_message = %(error_message)s,
+        log_truncated = jobs.log_truncated OR %(log_truncated)s,
         finished_at = CASE WHEN d.next_state = 'PENDING' THEN NULL ELSE %(finished_at)s END,
         started_at = CASE WHEN d.next_state = 'PENDING' THEN NULL ELSE jobs.started_at END,
         worker_id = CASE WHEN d.next_state = 'PENDING' THEN NULL ELSE jobs.worker_id END,
@@ -272,21 +273,32 @@ WITH current_attempt AS (
     WHERE id = %(job_id)s AND attempt = %(attempt)s AND worker_id = %(worker_id)s
 ), stored AS (
     INSERT INTO job_logs (job_id, sequence, attempt, ts, stream, level, line, invalid_utf8)
-    SELECT %(job_id)s, l.sequence, %(attempt)s, l.ts, l.stream, l.level, l.line, l.invalid_utf8
+    SELECT %(job_id)s, l.s, %(attempt)s, to_timestamp(l.t / 1e6), l.o, l.v, l.x, l.i
     FROM current_attempt,
-         unnest(%(sequences)s::bigint[], %(timestamps)s::timestamptz[], %(streams)s::text[],
-                %(levels)s::text[], %(lines)s::text[], %(invalid)s::boolean[])
-             AS l (sequence, ts, stream, level, line, invalid_utf8)
+         -- s: sequence, t: microseconds since the epoch, o: stream, v: level, x: the line,
+         -- i: invalid UTF-8
+         json_to_recordset(%(rows)s::json) AS l (s bigint, t bigint, o text, v text, x text,
+                                                  i boolean)
     ON CONFLICT (job_id, sequence) DO NOTHING
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM current_attempt) AS fenced_ok,
        (SELECT count(*) FROM stored) AS stored,
-       pg_notify('hodei_logs', %(job_id)s::text) AS notified;
+       pg_notify('hodei_logs', %(job_id)s::text || ':' || %(last_sequence)s::text) AS notified;
+
+-- delete_old_logs --
+-- Up to `batch` log lines older than `age`: one short statement at a time, so that appends
+-- never wait behind a long delete. Lines are never updated, so their ctid is stable.
+WITH doomed AS (
+    SELECT ctid FROM job_logs WHERE ts < clock_timestamp() - %(age)s LIMIT %(batch)s
+)
+DELETE FROM job_logs WHERE ctid = ANY (ARRAY(SELECT ctid FROM doomed));
 
 -- get_logs --
 -- A page of a job's log, by sequence, optionally filtered by level and text.
-SELECT sequence, attempt, ts, stream, level, line, invalid_utf8 FROM job_logs
+SELECT sequence, attempt, (extract(epoch FROM ts) * 1000000)::bigint * 1000 AS epoch_ns,
+       stream, level, line, invalid_utf8
+FROM job_logs
 WHERE job_id = %(job_id)s AND sequence > %(after_sequence)s
   AND (%(levels)s::text[] IS NULL OR level = ANY (%(levels)s::text[]))
   AND (%(contains)s::text IS NULL OR strpos(lower(line), lower(%(contains)s)) > 0)

@@ -79,7 +79,8 @@ CREATE TABLE jobs (
     assigned_at timestamptz,
     started_at timestamptz,
     finished_at timestamptz,
-    cancel_requested_at timestamptz
+    cancel_requested_at timestamptz,
+    log_truncated boolean NOT NULL DEFAULT false
 );
 
 -- The claim walks this index: highest priority first, then oldest.
@@ -116,6 +117,9 @@ CREATE TABLE job_logs (
     invalid_utf8 boolean NOT NULL DEFAULT false,
     PRIMARY KEY (job_id, sequence)
 );
+
+-- BRIN: lines arrive in time order, so a tiny index finds the old ones without slowing appends.
+CREATE INDEX job_logs_ts ON job_logs USING brin (ts);
 
 CREATE TABLE audit_logs (
     id bigserial PRIMARY KEY,

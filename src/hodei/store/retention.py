@@ -1,0 +1,61 @@
+"""Deletes log lines older than the retention period, in small batches, in the background."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from hodei.domain.errors import HodeiError
+from hodei.store.logs import LogRepository
+
+log = logging.getLogger(__name__)
+
+BATCH = 10_000
+
+
+class LogRetention:
+    """Every ``interval``, removes lines older than ``keep`` (batch by batch)."""
+
+    def __init__(
+        self,
+        logs: LogRepository,
+        *,
+        keep: timedelta,
+        interval: timedelta = timedelta(minutes=10),
+    ) -> None:
+        self._logs = logs
+        self._keep = keep
+        self._interval = interval.total_seconds()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="hodei-log-retention")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                deleted = await self.purge()
+                if deleted:
+                    log.info("deleted %d log line(s) older than %s", deleted, self._keep)
+            except HodeiError as exc:
+                log.warning("log retention pass failed, will retry: %s", exc)
+            await asyncio.sleep(self._interval)
+
+    async def purge(self) -> int:
+        """Delete everything older than the retention period; returns how many lines."""
+        total = 0
+        while (deleted := await self._logs.delete_older_than(self._keep, BATCH)) > 0:
+            total += deleted
+            if deleted < BATCH:
+                break
+            await asyncio.sleep(0)  # let appends and everything else in between batches
+        return total
