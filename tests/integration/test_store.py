@@ -244,3 +244,20 @@ async def test_one_time_tokens_are_single_use_and_expire(db: Database) -> None:
     assert session.worker_id == registration.worker_id
     with pytest.raises(AuthenticationError):
         await workers.authenticate(registration.worker_id + ".wrong")
+
+
+async def test_a_batch_claim_takes_the_prefix_that_fits_together(db: Database) -> None:
+    jobs = JobRepository(db)
+    worker = await ready_worker(db, cpu=3, memory=100_000)
+    ids = [
+        (await jobs.insert(spec(f"j{i}", resources={"cpu_cores": cpu}), "t"))[0]
+        for i, cpu in enumerate([1, 1, 2, 1])
+    ]
+    claimed = await jobs.claim_many(worker, LEASE, limit=8)
+    # 1 + 1 fit, the third (2 CPUs) would pass 3; the fourth waits behind it in queue order.
+    assert [c.job.id for c in claimed] == ids[:2]
+    assert [c.job.attempt for c in claimed] == [1, 1]
+    claimed = await jobs.claim_many(worker, LEASE, limit=8)
+    assert [c.job.id for c in claimed] == [ids[3]]
+    events = [e.event_type for e in await jobs.events(ids[0])]
+    assert events == ["JobCreated", "JobAssigned"]

@@ -17,6 +17,9 @@ from hodei.store.jobs import JobRepository
 
 log = logging.getLogger(__name__)
 
+# At most this many jobs are given to one worker by one claim (one statement).
+CLAIM_BATCH = 8
+
 
 class Dispatcher:
     """Claims jobs for the sessions on this server; one claim is one SQL statement."""
@@ -61,41 +64,48 @@ class Dispatcher:
                 log.warning("dispatch round failed, will retry: %s", exc)
 
     async def dispatch_round(self) -> int:
-        """Claim jobs, one per worker in turn, until no worker with room gets one.
+        """Claim jobs for the workers in turn until no worker with room gets one.
+
+        The first pass gives each worker at most one job, so that a few jobs spread over the
+        workers; later passes (a queue longer than the workers) claim in batches.
 
         Returns:
             How many jobs were assigned.
         """
         assigned = 0
         exhausted: set[str] = set()
+        limit = 1
         while True:
-            progress = False
+            progress = 0
             for session in self._sessions.with_room():
                 if session.worker_id in exhausted:
                     continue
-                if await self._claim_for(session):
-                    assigned += 1
-                    progress = True
+                got = await self._claim_for(session, limit)
+                if got:
+                    progress += got
                 else:
                     exhausted.add(session.worker_id)
             if not progress:
                 return assigned
+            assigned += progress
+            limit = CLAIM_BATCH
 
-    async def _claim_for(self, session: WorkerSession) -> bool:
-        claimed = await self._jobs.claim(session.worker_id, self._lease_ttl)
-        if claimed is None:
-            return False
+    async def _claim_for(self, session: WorkerSession, limit: int) -> int:
+        claimed = await self._jobs.claim_many(session.worker_id, self._lease_ttl, limit=limit)
+        if not claimed:
+            return 0
         if self._sessions.get(session.worker_id) is not session:
-            # The worker went away while we claimed; its lease will run out and free the job.
+            # The worker went away while we claimed; the leases will run out and free the jobs.
             log.warning(
-                "worker %s left while job %s was assigned", session.worker_id, claimed.job.id
+                "worker %s left while %d job(s) were assigned", session.worker_id, len(claimed)
             )
-            return False
-        session.assign(claimed)
-        log.info(
-            "job %s attempt %d assigned to worker %s",
-            claimed.job.id,
-            claimed.job.attempt,
-            session.worker_id,
-        )
-        return True
+            return 0
+        for one in claimed:
+            session.assign(one)
+            log.info(
+                "job %s attempt %d assigned to worker %s",
+                one.job.id,
+                one.job.attempt,
+                session.worker_id,
+            )
+        return len(claimed)

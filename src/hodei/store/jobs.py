@@ -220,12 +220,21 @@ class JobRepository:
 
     async def claim(self, worker_id: str, lease_ttl: timedelta) -> ClaimedJob | None:
         """Assign the best PENDING job that fits the worker, or None when none fits."""
-        row = await self._db.fetch_one(
-            "claim_job", {"worker_id": worker_id, "lease_ttl": lease_ttl}
+        claimed = await self.claim_many(worker_id, lease_ttl, limit=1)
+        return claimed[0] if claimed else None
+
+    async def claim_many(
+        self, worker_id: str, lease_ttl: timedelta, *, limit: int
+    ) -> list[ClaimedJob]:
+        """Assign up to ``limit`` of the best PENDING jobs that fit the worker together, in
+        queue order (highest priority, then oldest); empty when none fits."""
+        rows = await self._db.fetch_all(
+            "claim_jobs", {"worker_id": worker_id, "lease_ttl": lease_ttl, "limit": limit}
         )
-        if row is None:
-            return None
-        return ClaimedJob(job=job_from_row(row), first_sequence=row["last_log_sequence"] + 1)
+        return [
+            ClaimedJob(job=job_from_row(row), first_sequence=row["last_log_sequence"] + 1)
+            for row in rows
+        ]
 
     async def assigned_to(self, worker_id: str) -> list[ClaimedJob]:
         """Attempts given to the worker that it has not reported started."""

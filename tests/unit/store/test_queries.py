@@ -18,8 +18,8 @@ def test_duplicate_names_are_refused() -> None:
 
 def test_the_package_queries_load() -> None:
     queries = load_queries()
-    assert {"insert_job", "claim_job", "finish_job", "append_logs"} <= queries.keys()
-    assert "SKIP LOCKED" in queries["claim_job"]
+    assert {"insert_job", "claim_jobs", "finish_job", "append_logs"} <= queries.keys()
+    assert "SKIP LOCKED" in queries["claim_jobs"]
 
 
 def test_migrations_are_numbered_without_gaps() -> None:

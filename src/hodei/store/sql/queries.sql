@@ -56,8 +56,9 @@ WITH ended AS (
 )
 SELECT id, pg_notify('hodei_job_events', id::text) FROM ended;
 
--- claim_job --
--- Assign the best PENDING job that fits the worker's free capacity, with a lease, in one step.
+-- claim_jobs --
+-- Assign the best PENDING jobs that fit the worker's free capacity together (at most `limit`,
+-- a prefix of the queue order), each with a lease, an attempt row and JobAssigned, in one step.
 WITH worker AS (
     SELECT w.id, w.provider, w.runtime, w.arch, w.region, w.gpus,
            w.cpu_cores - COALESCE(used.cpu, 0) AS free_cpu,
@@ -70,7 +71,7 @@ WITH worker AS (
     ) used ON true
     WHERE w.id = %(worker_id)s AND w.state = 'READY'
 ), candidate AS (
-    SELECT j.id FROM jobs j, worker w
+    SELECT j.id, j.cpu_cores, j.memory_mb, j.priority, j.created_at FROM jobs j, worker w
     WHERE j.state = 'PENDING'
       AND j.run_after <= clock_timestamp()
       AND j.cpu_cores <= w.free_cpu + 1e-9
@@ -81,13 +82,21 @@ WITH worker AS (
       AND (j.region = '' OR j.region = w.region)
       AND (j.command_type <> 'DOCKER_EXEC' OR w.runtime <> 'process')
     ORDER BY j.priority DESC, j.created_at, j.id
-    LIMIT 1
+    LIMIT %(limit)s
     FOR UPDATE OF j SKIP LOCKED
+), fitting AS (
+    -- The longest prefix whose running totals still fit (each job alone fits by the filter).
+    SELECT c.id FROM (
+        SELECT id, sum(cpu_cores) OVER queue AS cpu, sum(memory_mb) OVER queue AS memory
+        FROM candidate
+        WINDOW queue AS (ORDER BY priority DESC, created_at, id)
+    ) c, worker w
+    WHERE c.cpu <= w.free_cpu + 1e-9 AND c.memory <= w.free_memory
 ), assigned AS (
     UPDATE jobs SET state = 'ASSIGNED', attempt = jobs.attempt + 1, worker_id = %(worker_id)s,
                     assigned_at = clock_timestamp(), started_at = NULL,
                     lease_expires_at = clock_timestamp() + %(lease_ttl)s
-    FROM candidate WHERE jobs.id = candidate.id
+    FROM fitting WHERE jobs.id = fitting.id
     RETURNING jobs.*
 ), attempt_row AS (
     INSERT INTO job_attempts (job_id, attempt, worker_id, state, assigned_at)
@@ -102,7 +111,8 @@ SELECT assigned.*,
        COALESCE((SELECT max(l.sequence) FROM job_logs l WHERE l.job_id = assigned.id), 0)
            AS last_log_sequence,
        pg_notify('hodei_job_events', assigned.id::text) AS notified
-FROM assigned;
+FROM assigned
+ORDER BY assigned.priority DESC, assigned.created_at, assigned.id;
 
 -- mark_job_running --
 -- ASSIGNED -> RUNNING for the current attempt held by this worker.
