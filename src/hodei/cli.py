@@ -81,12 +81,15 @@ def settings_from(**overrides: object) -> Settings:
 
 def setup_logging(level: str) -> None:
     name = {"trace": "DEBUG", "warn": "WARNING"}.get(level, level.upper())
-    logging.basicConfig(
-        level=name,
-        format="%(message)s",
-        datefmt="%H:%M:%S",
-        handlers=[RichHandler(console=err, show_path=False, rich_tracebacks=False)],
-    )
+    handler: logging.Handler
+    if err.is_terminal:
+        handler = RichHandler(console=err, show_path=False, rich_tracebacks=False)
+        log_format = "%(message)s"
+    else:
+        # Rich renders each record as a table: far too slow for a server's log in a file.
+        handler = logging.StreamHandler()
+        log_format = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+    logging.basicConfig(level=name, format=log_format, datefmt="%H:%M:%S", handlers=[handler])
     # psycopg's pool is chatty about reconnects that we report ourselves.
     logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 

@@ -123,7 +123,7 @@ class HodeiServer:
         sessions = SessionRegistry()
         hub = LogHub()
         self._dispatcher = dispatcher = Dispatcher(jobs, sessions, lease_ttl=cfg.protocol.lease_ttl)
-        notifier.on(JOBS_CHANNEL, dispatcher.wake)
+        notifier.on(JOBS_CHANNEL, dispatcher.on_notification)
         self._reaper = reaper = Reaper(
             jobs,
             sessions,

@@ -39,9 +39,14 @@ class Dispatcher:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    def wake(self, _payload: str = "") -> None:
+    def wake(self) -> None:
         """Ask for a dispatch round soon. Cheap; many wakes coalesce into one round."""
         self._wakeup.set()
+
+    def on_notification(self, origin: str) -> None:
+        """A job became PENDING somewhere. This server woke itself already for its own."""
+        if origin != self._jobs.origin:
+            self._wakeup.set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="hodei-dispatcher")
@@ -102,7 +107,7 @@ class Dispatcher:
             return 0
         for one in claimed:
             session.assign(one)
-            log.info(
+            log.debug(
                 "job %s attempt %d assigned to worker %s",
                 one.job.id,
                 one.job.attempt,

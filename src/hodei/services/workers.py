@@ -218,7 +218,7 @@ class WorkerService:
         session.release(outcome.job_id, outcome.attempt)
         session.send(AckCommand(outcome.job_id, outcome.attempt, result=True))
         self._dispatcher.wake()
-        log.info(
+        log.debug(
             "job %s attempt %d ended %s (exit code %s)%s",
             outcome.job_id,
             outcome.attempt,

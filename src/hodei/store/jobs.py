@@ -145,9 +145,11 @@ def _spec_params(spec: JobSpec) -> dict[str, Any]:
 class JobRepository:
     """Every read and write of jobs, attempts and their audit events."""
 
-    def __init__(self, db: Database, retry: RetryPolicy | None = None) -> None:
+    def __init__(self, db: Database, retry: RetryPolicy | None = None, *, origin: str = "") -> None:
         self._db = db
         self._retry = retry or RetryPolicy()
+        # Who is writing: the payload of the wake-ups it sends, so it can ignore its own.
+        self.origin = origin or str(uuid.uuid4())
 
     async def insert(self, spec: JobSpec, actor: str) -> tuple[str, datetime]:
         """Store a PENDING job with its JobCreated event; returns (id, created_at)."""
@@ -164,6 +166,7 @@ class JobRepository:
             "id": job_id,
             "actor": actor,
             "audit_payload": Jsonb(payload),
+            "origin": self.origin,
         }
         row = await self._db.fetch_one("insert_job", params)
         assert row is not None
@@ -306,6 +309,7 @@ class JobRepository:
                 "error_message": error_message,
                 "finished_at": finished_at,
                 "log_truncated": log_truncated,
+                "origin": self.origin,
                 "actor": f"worker:{worker_id}",
                 "retry_base_s": self._retry.base.total_seconds(),
                 "retry_cap_s": self._retry.cap.total_seconds(),
@@ -346,6 +350,7 @@ class JobRepository:
             "reap_attempts",
             {
                 "timeout_grace_ms": int(timeout_grace.total_seconds() * 1000),
+                "origin": self.origin,
                 "limit": limit,
                 "retry_base_s": self._retry.base.total_seconds(),
                 "retry_cap_s": self._retry.cap.total_seconds(),

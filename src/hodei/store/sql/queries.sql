@@ -16,7 +16,7 @@ WITH job AS (
     INSERT INTO audit_logs (occurred_at, event_type, actor, correlation_id, payload)
     SELECT created_at, 'JobCreated', %(actor)s, id::text, %(audit_payload)s FROM job
 )
-SELECT created_at, pg_notify('hodei_jobs', id::text) FROM job;
+SELECT created_at, pg_notify('hodei_jobs', %(origin)s) FROM job;
 
 -- get_job --
 -- One job by id.
@@ -59,7 +59,8 @@ SELECT id, pg_notify('hodei_job_events', id::text) FROM ended;
 -- claim_jobs --
 -- Assign the best PENDING jobs that fit the worker's free capacity together (at most `limit`,
 -- a prefix of the queue order), each with a lease, an attempt row and JobAssigned, in one step.
-WITH worker AS (
+-- MATERIALIZED: computed once, not again for every PENDING row the scan looks at.
+WITH worker AS MATERIALIZED (
     SELECT w.id, w.provider, w.runtime, w.arch, w.region, w.gpus,
            w.cpu_cores - COALESCE(used.cpu, 0) AS free_cpu,
            w.memory_mb - COALESCE(used.memory, 0) AS free_memory
@@ -184,7 +185,7 @@ WITH previous AS (
     FROM finished
 )
 SELECT id, state, pg_notify('hodei_job_events', id::text) AS notified,
-       CASE WHEN state = 'PENDING' THEN pg_notify('hodei_jobs', id::text) END AS requeued
+       CASE WHEN state = 'PENDING' THEN pg_notify('hodei_jobs', %(origin)s) END AS requeued
 FROM finished;
 
 -- job_fencing_state --
@@ -250,7 +251,7 @@ WITH expired AS (
 )
 SELECT id, attempt, state, lost_worker_id, outcome,
        pg_notify('hodei_job_events', id::text) AS notified,
-       CASE WHEN state = 'PENDING' THEN pg_notify('hodei_jobs', id::text) END AS requeued
+       CASE WHEN state = 'PENDING' THEN pg_notify('hodei_jobs', %(origin)s) END AS requeued
 FROM ended;
 
 -- extend_leases --
