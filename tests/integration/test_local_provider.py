@@ -82,7 +82,11 @@ async def test_the_pool_is_kept_and_a_dead_worker_is_replaced(database_url: str)
             assert states[dead] == scheduler_pb2.WORKER_TERMINATED
     finally:
         await server.stop()
-        leftovers = [p for p in me.children(recursive=True) if "worker" in " ".join(p.cmdline())]
+        leftovers = [
+            p
+            for p in me.children(recursive=True)
+            if p.status() != psutil.STATUS_ZOMBIE and "worker" in " ".join(p.cmdline())
+        ]
         for process in leftovers:
             process.kill()
         shutil.rmtree(data_dir, ignore_errors=True)

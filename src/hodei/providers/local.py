@@ -126,6 +126,8 @@ class LocalProvider:
                 env=env,
             )
         self._processes[worker_id] = process
+        if self._stopping:
+            process.send_signal(signal.SIGTERM)  # started while the provider was stopping
         try:
             return await process.wait()
         finally:

@@ -338,7 +338,7 @@ class WorkerAgent:
             return ExecutionResult(JobState.FAILED, None, str(exc))
         attempt.execution = execution
         assert self._groups is not None
-        self._groups.record(execution.pid)
+        self._groups.record(execution.pid, attempt.ref.job_id)
         try:
             if attempt.cancel_grace is not None:
                 self._cancel(attempt, attempt.cancel_grace)

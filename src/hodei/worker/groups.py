@@ -1,9 +1,13 @@
 """A ledger of the process groups a worker's jobs run in, so that none outlives its worker.
 
-Each running job's process group id is a file under ``WORK_DIR/hodei-worker-ID/groups``, next to
-the worker's own pid. A worker that starts sweeps the ledgers of dead predecessors in the same
-work dir: whatever their jobs left running is killed. (A worker killed with SIGKILL cannot clean
-up; the next worker on its work dir does.)
+Each running job's process group id is a file under ``WORK_DIR/hodei-worker-ID/groups`` holding
+the job's id, next to the worker's own pid. A worker that starts sweeps the ledgers of dead
+predecessors in the same work dir: whatever their jobs left running is killed. (A worker killed
+with SIGKILL cannot clean up; the next worker on its work dir does.)
+
+A process group id outlives its group and may be reused, so nothing is killed by group id
+alone: only processes in that group whose environment says they belong to the recorded job
+(``HODEI_JOB_ID``, which every job gets).
 """
 
 from __future__ import annotations
@@ -35,10 +39,10 @@ class GroupLedger:
         (staging / "pid").write_text(str(os.getpid()))
         staging.rename(self._dir)
 
-    def record(self, pgid: int) -> None:
+    def record(self, pgid: int, job_id: str) -> None:
         groups = self._dir / "groups"
         groups.mkdir(parents=True, exist_ok=True)
-        (groups / str(pgid)).touch()
+        (groups / str(pgid)).write_text(job_id)
 
     def forget(self, pgid: int) -> None:
         (self._dir / "groups" / str(pgid)).unlink(missing_ok=True)
@@ -53,13 +57,11 @@ class GroupLedger:
             if ledger == self._dir or _alive(ledger / "pid"):
                 continue
             for group in (ledger / "groups").glob("*"):
-                if group.name.isdigit():
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.killpg(int(group.name), signal.SIGKILL)
-                        killed += 1
+                with contextlib.suppress(OSError, ValueError):
+                    killed += _kill_job_group(int(group.name), group.read_text().strip())
             shutil.rmtree(ledger, ignore_errors=True)
         if killed:
-            log.warning("killed %d job process group(s) left by a dead worker", killed)
+            log.warning("killed %d job process(es) left by a dead worker", killed)
         return killed
 
 
@@ -73,3 +75,17 @@ def _alive(pid_file: Path) -> bool:
         )
     except (OSError, ValueError, psutil.Error):
         return False
+
+
+def _kill_job_group(pgid: int, job_id: str) -> int:
+    """SIGKILL the processes of group ``pgid`` that carry ``HODEI_JOB_ID=job_id``."""
+    killed = 0
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, OSError):
+            if os.getpgid(process.pid) != pgid:
+                continue
+            if process.environ().get("HODEI_JOB_ID") != job_id:
+                continue
+            process.send_signal(signal.SIGKILL)
+            killed += 1
+    return killed
