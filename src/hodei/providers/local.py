@@ -17,6 +17,7 @@ from hodei.domain.placement import WorkerProfile
 from hodei.domain.providers import ProviderConfig
 from hodei.providers.base import ProviderContext
 from hodei.worker.agent import host_arch
+from hodei.worker.groups import sweep_dead_ledgers
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,8 @@ class LocalProvider:
                 outcome = f"its process exited with code {await self._run_worker(worker_id)}"
             except OSError as exc:
                 outcome = f"its process could not start: {exc}"
+            # Whatever its jobs left running goes now, before their retries can start.
+            sweep_dead_ledgers(self._context.work_dir)
             if self._stopping:
                 await self._context.worker_gone(worker_id, "stopped by its provider")
                 return

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import timedelta
 
 from hodei.domain.errors import HodeiError
@@ -41,6 +42,7 @@ class Reaper:
         self._task: asyncio.Task[None] | None = None
         # True while PostgreSQL is unreachable: nobody could renew a lease meanwhile.
         self._outage = True
+        self._last_pass = time.monotonic()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="hodei-reaper")
@@ -64,12 +66,18 @@ class Reaper:
 
     async def reap_once(self) -> int:
         """One pass; returns how many attempts were ended."""
+        await self._jobs.ping()
+        # A pass that could not run on time means PostgreSQL was away (the pool may wait for a
+        # connection instead of failing): treat it as an outage too.
+        if time.monotonic() - self._last_pass > 2 * self._interval + 1:
+            self._outage = True
         if self._outage:
             # Workers could not renew their leases while no server reached PostgreSQL (this
             # one starting, or the database away): give every attempt a full lease first.
             await self._jobs.extend_leases(self._lease_ttl)
             self._outage = False
         reaped = await self._jobs.reap(timeout_grace=self._timeout_grace)
+        self._last_pass = time.monotonic()
         for attempt in reaped:
             log.warning(
                 "job %s attempt %d on worker %s: %s; the job is now %s",

@@ -367,6 +367,10 @@ class JobRepository:
             for row in rows
         ]
 
+    async def ping(self) -> None:
+        """Wait for PostgreSQL to answer."""
+        await self._db.ping()
+
     async def extend_leases(self, lease_ttl: timedelta) -> None:
         """Give every active attempt a full lease again (after a restart or an outage)."""
         await self._db.fetch_all("extend_leases", {"lease_ttl": lease_ttl})

@@ -16,6 +16,7 @@ import platform
 import shutil
 import socket
 import tempfile
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,6 +46,7 @@ from hodei.worker.runtime import (
 log = logging.getLogger(__name__)
 
 HAND_BACK_GRACE_SECONDS = 2.0
+STARTED_MEMORY = 100_000
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,8 @@ class WorkerAgent:
         self._runtime = runtime
         self._outbox = Outbox()
         self._attempts: dict[tuple[str, int], Attempt] = {}
+        # Every attempt this worker started (the newest ones): an attempt runs at most once here.
+        self._started: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
         self._heartbeat_interval = 5.0
         self._stop_requested = asyncio.Event()
@@ -212,12 +216,15 @@ class WorkerAgent:
     async def _heartbeat(self) -> None:
         psutil.cpu_percent(None)
         while True:
+            held = {(a.ref.job_id, a.ref.attempt) for a in self._attempts.values()}
+            held |= self._outbox.unreported_attempts()
             beat = worker_pb2.Heartbeat(
-                running=[a.ref for a in self._attempts.values()],
+                running=[worker_pb2.AttemptRef(job_id=j, attempt=a) for j, a in sorted(held)],
                 cpu_percent=psutil.cpu_percent(None),
                 memory_used_mb=psutil.virtual_memory().used // (1024 * 1024),
             )
-            await self._outbox.put(worker_pb2.WorkerMessage(heartbeat=beat))
+            # Ahead of any backlog: a heartbeat stuck behind a resend would let leases lapse.
+            await self._outbox.put(worker_pb2.WorkerMessage(heartbeat=beat), urgent=True)
             await asyncio.sleep(self._heartbeat_interval)
 
     async def _handle(self, message: worker_pb2.ServerMessage) -> None:
@@ -248,8 +255,11 @@ class WorkerAgent:
 
     def _start(self, run: worker_pb2.RunJob) -> None:
         key = (run.ref.job_id, run.ref.attempt)
-        if key in self._attempts:
-            return  # already running: sent again after a reconnect
+        if key in self._started:
+            return  # running or ran already: sent again after a reconnect
+        self._started[key] = None
+        while len(self._started) > STARTED_MEMORY:
+            self._started.popitem(last=False)
         ref = worker_pb2.AttemptRef(job_id=run.ref.job_id, attempt=run.ref.attempt)
         self._attempts[key] = Attempt(ref)
         self._idle.clear()

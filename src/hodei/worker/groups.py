@@ -52,17 +52,23 @@ class GroupLedger:
 
     def sweep_dead_predecessors(self) -> int:
         """Kill the job process groups of workers on this work dir that died; returns how many."""
-        killed = 0
-        for ledger in self._work_dir.glob(f"{_PREFIX}*"):
-            if ledger == self._dir or _alive(ledger / "pid"):
-                continue
-            for group in (ledger / "groups").glob("*"):
-                with contextlib.suppress(OSError, ValueError):
-                    killed += _kill_job_group(int(group.name), group.read_text().strip())
-            shutil.rmtree(ledger, ignore_errors=True)
-        if killed:
-            log.warning("killed %d job process(es) left by a dead worker", killed)
-        return killed
+        return sweep_dead_ledgers(self._work_dir, keep=self._dir)
+
+
+def sweep_dead_ledgers(work_dir: Path, keep: Path | None = None) -> int:
+    """Kill what the jobs of dead workers on ``work_dir`` left running; returns how many
+    processes. A provider calls it as soon as one of its workers dies."""
+    killed = 0
+    for ledger in work_dir.glob(f"{_PREFIX}*"):
+        if ledger == keep or _alive(ledger / "pid"):
+            continue
+        for group in (ledger / "groups").glob("*"):
+            with contextlib.suppress(OSError, ValueError):
+                killed += _kill_job_group(int(group.name), group.read_text().strip())
+        shutil.rmtree(ledger, ignore_errors=True)
+    if killed:
+        log.warning("killed %d job process(es) left by a dead worker", killed)
+    return killed
 
 
 def _alive(pid_file: Path) -> bool:

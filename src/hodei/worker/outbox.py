@@ -42,13 +42,22 @@ class Outbox:
     def __len__(self) -> int:
         return len(self._pending) + len(self._unacked)
 
-    async def put(self, message: worker_pb2.WorkerMessage) -> None:
-        """Queue a message; waits while too many are unsent or unacknowledged."""
+    async def put(self, message: worker_pb2.WorkerMessage, *, urgent: bool = False) -> None:
+        """Queue a message; waits while too many are unsent or unacknowledged. An urgent one
+        (a heartbeat) goes before everything waiting."""
         async with self._changed:
             if ack_key(message) is not None:
                 await self._changed.wait_for(lambda: len(self) < self._max_waiting)
-            self._pending.append(message)
+            if urgent:
+                self._pending.appendleft(message)
+            else:
+                self._pending.append(message)
             self._changed.notify_all()
+
+    def unreported_attempts(self) -> set[tuple[str, int]]:
+        """Attempts whose result the server has not acknowledged yet: still held."""
+        keys = list(self._unacked) + [k for k in map(ack_key, self._pending) if k is not None]
+        return {(k[1], k[2]) for k in keys if k[0] == "result"}
 
     async def take(self) -> worker_pb2.WorkerMessage:
         """The next message to write; it is kept for resending until acknowledged."""

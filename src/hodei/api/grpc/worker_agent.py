@@ -172,7 +172,7 @@ class WorkerAgentServicer(worker_pb2_grpc.WorkerAgentServiceServicer):
                 await self._workers.goodbye(session, message.goodbye.reason)
         except StaleAttemptError as error:
             ref = getattr(getattr(message, kind), "ref", worker_pb2.AttemptRef())
-            log.warning("refused %s from worker %s: %s", kind, session.worker_id, error)
+            log.debug("refused %s from worker %s: %s", kind, session.worker_id, error)
             session.send(RejectCommand(ref.job_id, ref.attempt, str(error)))
 
 
