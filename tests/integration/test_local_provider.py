@@ -70,7 +70,11 @@ async def test_the_pool_is_kept_and_a_dead_worker_is_replaced(database_url: str)
             job_id = await client.queue(jobs_pb2.JobDefinition(name="n", script="echo pooled"))
             lines = [line.line async for line in client.follow_logs(job_id, follow=True)]
             assert lines == ["pooled"]
-            victim = next(p for p in me.children() if "worker" in p.cmdline() and p.is_running())
+            victim = next(
+                p
+                for p in me.children()
+                if "worker" in p.cmdline() and str(data_dir) in " ".join(p.cmdline())
+            )
             victim.send_signal(signal.SIGKILL)
             replaced = await wait_for(client, lambda ready: len(ready) == 2 and ready != first)
             assert len(replaced & first) == 1
@@ -82,10 +86,12 @@ async def test_the_pool_is_kept_and_a_dead_worker_is_replaced(database_url: str)
             assert states[dead] == scheduler_pb2.WORKER_TERMINATED
     finally:
         await server.stop()
+        # Only this test's workers: they work in its data dir (other tests' processes, such as
+        # a shared `hodei up`, are children of this process too).
         leftovers = [
             p
             for p in me.children(recursive=True)
-            if p.status() != psutil.STATUS_ZOMBIE and "worker" in " ".join(p.cmdline())
+            if p.status() != psutil.STATUS_ZOMBIE and str(data_dir) in " ".join(p.cmdline())
         ]
         for process in leftovers:
             process.kill()
