@@ -46,6 +46,7 @@ from hodei.worker.runtime import (
 log = logging.getLogger(__name__)
 
 HAND_BACK_GRACE_SECONDS = 2.0
+GOODBYE_TIMEOUT_SECONDS = 5.0
 STARTED_MEMORY = 100_000
 
 
@@ -103,6 +104,7 @@ class WorkerAgent:
         self._heartbeat_interval = 5.0
         self._stop_requested = asyncio.Event()
         self._draining = False
+        self._leaving = False  # said goodbye: the server ends the stream, nothing reconnects
         self._connected = asyncio.Event()
         self._address_turn = 0
         self._idle = asyncio.Event()
@@ -144,6 +146,9 @@ class WorkerAgent:
         try:
             await self._stop_requested.wait()
             await self._drain()
+            # The server ends the stream once it has stored the goodbye: wait for that.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(connection), GOODBYE_TIMEOUT_SECONDS)
         finally:
             connection.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -180,6 +185,8 @@ class WorkerAgent:
                 async with grpc.aio.insecure_channel(address) as channel:
                     stub = worker_pb2_grpc.WorkerAgentServiceStub(channel)
                     await self._session(stub, token)
+                if self._leaving:
+                    return
             except grpc.aio.AioRpcError as error:
                 if error.code() == grpc.StatusCode.UNAUTHENTICATED:
                     log.error("the server no longer knows this worker: %s", error.details())
@@ -383,6 +390,7 @@ class WorkerAgent:
         except TimeoutError:
             log.error("leaving with %d message(s) the server never took", len(self._outbox))
             return
+        self._leaving = True
         await self._outbox.put(
             worker_pb2.WorkerMessage(goodbye=worker_pb2.Goodbye(reason="drained"))
         )

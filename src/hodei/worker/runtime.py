@@ -160,14 +160,15 @@ class ProcessExecution:
     async def wait(self) -> ExecutionResult:
         timeout = self.timeout_ms / 1000 if self.timeout_ms else None
         try:
-            await asyncio.wait_for(asyncio.shield(self.process.wait()), timeout)
+            await asyncio.wait_for(self._exited(), timeout)
         except TimeoutError:
             self._stop(
                 JobState.TIMEOUT, f"timed out after {self.timeout_ms} ms", self.default_grace
             )
-            await self.process.wait()
+            await self._exited()
         # Whatever the job left running in its group goes with it; this also closes the pipes.
         signal_group(self.process.pid, signal.SIGKILL)
+        await self.process.wait()
         await asyncio.gather(*self.pumps)
         if self._stopping is not None:
             self._stopping.cancel()
@@ -186,6 +187,13 @@ class ProcessExecution:
             return ExecutionResult(JobState.FAILED, exit_code, f"killed by signal {name}")
         return ExecutionResult(JobState.FAILED, code, f"exited with code {code}")
 
+    async def _exited(self) -> None:
+        """Until the job's own process exits. Not Process.wait(): on Python 3.11 that also waits
+        until nobody holds the job's stdout and stderr, which a process it left behind in the
+        background can do for ever."""
+        while self.process.returncode is None:  # noqa: ASYNC110 - set by the child watcher
+            await asyncio.sleep(0.05)
+
     async def cancel(self, grace: float) -> None:
         self._stop(JobState.CANCELLED, "cancelled", grace)
 
@@ -198,7 +206,7 @@ class ProcessExecution:
     async def _terminate(self, grace: float) -> None:
         signal_group(self.process.pid, signal.SIGTERM)
         try:
-            await asyncio.wait_for(asyncio.shield(self.process.wait()), grace)
+            await asyncio.wait_for(self._exited(), grace)
         except TimeoutError:
             signal_group(self.process.pid, signal.SIGKILL)
 

@@ -71,6 +71,8 @@ WITH worker AS MATERIALIZED (
         WHERE j.worker_id = w.id AND j.state IN ('ASSIGNED', 'RUNNING')
     ) used ON true
     WHERE w.id = %(worker_id)s AND w.state = 'READY'
+      -- Silent for a whole lease (frozen, cut off): it would lose whatever it is given.
+      AND w.last_heartbeat_at > clock_timestamp() - %(lease_ttl)s
 ), candidate AS (
     SELECT j.id, j.cpu_cores, j.memory_mb, j.priority, j.created_at FROM jobs j, worker w
     WHERE j.state = 'PENDING'
@@ -154,7 +156,7 @@ WITH previous AS (
 ), finished AS (
     UPDATE jobs SET
         state = d.next_state,
-        exit_code = CASE WHEN d.next_state = 'PENDING' THEN NULL ELSE %(exit_code)s END,
+        exit_code = CASE WHEN d.next_state = 'PENDING' THEN NULL ELSE %(exit_code)s::integer END,
         error_message = %(error_message)s,
         log_truncated = jobs.log_truncated OR %(log_truncated)s,
         finished_at = CASE WHEN d.next_state = 'PENDING' THEN NULL ELSE %(finished_at)s END,

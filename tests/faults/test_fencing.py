@@ -1,0 +1,124 @@
+"""Fencing: a worker that comes back from the dead cannot overwrite a newer attempt.
+
+Worker A is frozen (SIGSTOP) while it runs attempt 1 of a job that allows retries; the job's
+process prints on into A's pipe. A's lease runs out, the job runs again on worker B, and A is
+thawed while attempt 2 still runs: what A then says about attempt 1 (the lines printed while it
+was frozen, its result) is refused, and the job ends as attempt 2 says.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from hodei.v1 import jobs_pb2
+
+from .harness import (
+    LEASE_TTL_S,
+    Platform,
+    check_invariants,
+    gate,
+    gone,
+    printed_processes,
+    wait_for,
+)
+
+pytestmark = pytest.mark.faults
+
+
+@pytest.mark.timeout(90)
+def test_a_worker_back_from_the_dead_cannot_overwrite_a_newer_attempt(
+    platform: Platform,
+) -> None:
+    blocker_gate, second_gate = platform.root / "release-b", platform.root / "finish-second"
+    server = platform.server(env={"HODEI_LOG_LEVEL": "debug"})  # refusals log at debug
+    # B is there all along but busy, so that the retry can go nowhere until the test says.
+    b = platform.worker([server], cpus=1)
+    blocker = platform.submit(server, gate(blocker_gate) + "echo unblocked", name="blocker")
+    platform.wait_state(blocker, "RUNNING")
+    a = platform.worker([server], cpus=1)
+    job = platform.submit(
+        server,
+        'if [ "$HODEI_JOB_ATTEMPT" = 1 ]; then echo "pid $$"; i=0; '
+        'while :; do i=$((i + 1)); echo "first $i"; sleep 0.1; done; fi; '
+        'echo "second starts"; ' + gate(second_gate) + 'echo "second ends"',
+        name="fenced",
+        retry=3,
+    )
+    [first_shell] = wait_for(
+        lambda: printed_processes(platform, job), 20, "attempt 1 prints its pid"
+    )
+    # Without the claim's heartbeat check the dispatcher would hand the retry back to frozen A:
+    # HIGH job waits, and takes the slot on A that the lost attempt frees (the retry waits out
+    # its backoff), so that the retry can only go to B.
+    decoy = platform.submit(server, "echo decoy", name="decoy", priority=jobs_pb2.HIGH)
+    assert platform.state(decoy) == "PENDING"
+
+    a.send(signal.SIGSTOP)
+    frozen_at = time.monotonic()
+    wait_for(
+        lambda: platform.attempts(job)[0]["state"] == "LOST",
+        LEASE_TTL_S + 5,
+        "attempt 1 is declared lost",
+    )
+    assert time.monotonic() - frozen_at < LEASE_TTL_S + 3
+    first_lines = platform.lines(job, attempt=1)
+    assert first_lines[0] == f"pid {first_shell.pid}"
+
+    blocker_gate.touch()
+    platform.wait_state(blocker, "SUCCEEDED")
+    wait_for(lambda: "second starts" in platform.lines(job), 20, "attempt 2 runs")
+    [_, second] = platform.attempts(job)
+    assert (second["worker_id"], second["state"]) == (b.worker_id, "RUNNING")
+
+    assert not gone([first_shell]), "attempt 1 runs on, unseen"
+    a.send(signal.SIGCONT)
+    # A sends what its job printed meanwhile, and is told that attempt 1 is no longer current.
+    refused = f"refused logs from worker {a.worker_id}: attempt 1 of job {job}"
+    wait_for(lambda: refused in server.log_text(), 15, "A's late log batch is refused")
+    rejected = f"the server refused news of job {job} attempt 1"
+    wait_for(lambda: rejected in a.log_text(), 15, "A hears that its attempt is stale")
+    wait_for(lambda: gone([first_shell]), 10, "A stops attempt 1")
+
+    current = platform.job(job)
+    assert (current["state"], current["attempt"]) == ("RUNNING", 2)
+    assert platform.attempts(job)[0]["state"] == "LOST"
+    assert platform.lines(job, attempt=1) == first_lines  # no late line was stored
+
+    second_gate.touch()
+    platform.wait_state(job)
+    assert platform.lines(job, attempt=2) == ["second starts", "second ends"]
+    ended = platform.job(job)
+    assert (ended["exit_code"], str(ended["worker_id"])) == (0, b.worker_id)
+    [retried] = platform.events(job, "JobRetried")
+    assert retried["payload"]["outcome"] == "LOST"
+    platform.wait_state(decoy)
+    check_invariants(
+        platform, {job: "SUCCEEDED", blocker: "SUCCEEDED", decoy: platform.state(decoy)}
+    )
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_whose_lease_ran_out_is_handed_no_new_attempt(platform: Platform) -> None:
+    server = platform.server()
+    a = platform.worker([server])
+    job = platform.submit(server, 'echo "pid $$"; sleep 60', name="lost", retry=3)
+    wait_for(lambda: printed_processes(platform, job), 20, "the job prints its pid")
+    a.send(signal.SIGSTOP)
+    try:
+        wait_for(
+            lambda: platform.attempts(job)[0]["state"] == "LOST",
+            LEASE_TTL_S + 5,
+            "attempt 1 is lost",
+        )
+        # The retry may start after its backoff (0.2 s) at the dispatcher's next round (1 s
+        # poll). The frozen worker, silent for a whole lease, must not be given it: watch.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            attempts = platform.attempts(job)
+            assert len(attempts) == 1, f"attempt 2 went to the silent worker: {attempts[1]}"
+            time.sleep(0.1)
+    finally:
+        a.send(signal.SIGCONT)
