@@ -8,6 +8,7 @@ import shutil
 import signal
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import psutil
 import pytest
@@ -24,6 +25,20 @@ from .conftest import traversable_tmpdir
 from .harness import free_port
 
 pytestmark = pytest.mark.integration
+
+
+def cmdline(process: psutil.Process) -> list[str]:
+    """The command line, or nothing for a process that is gone or a zombie."""
+    try:
+        return process.cmdline()
+    except psutil.Error:
+        return []
+
+
+def mine(process: psutil.Process, data_dir: Path) -> bool:
+    """A live process of this test: its workers work in its data dir (other tests' processes,
+    such as a shared `hodei up`, are children of this process too)."""
+    return str(data_dir) in " ".join(cmdline(process))
 
 
 async def ready_workers(client: HodeiClient) -> set[str]:
@@ -70,11 +85,7 @@ async def test_the_pool_is_kept_and_a_dead_worker_is_replaced(database_url: str)
             job_id = await client.queue(jobs_pb2.JobDefinition(name="n", script="echo pooled"))
             lines = [line.line async for line in client.follow_logs(job_id, follow=True)]
             assert lines == ["pooled"]
-            victim = next(
-                p
-                for p in me.children()
-                if "worker" in p.cmdline() and str(data_dir) in " ".join(p.cmdline())
-            )
+            victim = next(p for p in me.children() if "worker" in cmdline(p) and mine(p, data_dir))
             victim.send_signal(signal.SIGKILL)
             replaced = await wait_for(client, lambda ready: len(ready) == 2 and ready != first)
             assert len(replaced & first) == 1
@@ -86,13 +97,7 @@ async def test_the_pool_is_kept_and_a_dead_worker_is_replaced(database_url: str)
             assert states[dead] == scheduler_pb2.WORKER_TERMINATED
     finally:
         await server.stop()
-        # Only this test's workers: they work in its data dir (other tests' processes, such as
-        # a shared `hodei up`, are children of this process too).
-        leftovers = [
-            p
-            for p in me.children(recursive=True)
-            if p.status() != psutil.STATUS_ZOMBIE and str(data_dir) in " ".join(p.cmdline())
-        ]
+        leftovers = [p for p in me.children(recursive=True) if mine(p, data_dir)]
         for process in leftovers:
             process.kill()
         shutil.rmtree(data_dir, ignore_errors=True)
