@@ -73,7 +73,11 @@ LOOPBACK = "127.0.0.1"
 FINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "TIMEOUT"})
 CHAOS_KINDS = ("worker", "server", "postgres")
 # Protocol timings that make recovery quick (the lease and heartbeat come from the options).
-PROTOCOL_ENV = {"HODEI_RETRY_BASE_S": "0.1", "HODEI_TIMEOUT_GRACE_S": "5"}
+PROTOCOL_ENV = {
+    "HODEI_RETRY_BASE_S": "0.1",
+    "HODEI_CANCEL_GRACE_S": "2",
+    "HODEI_TIMEOUT_GRACE_S": "5",
+}
 JOB_CPU_CORES = 0.25
 JOB_MEMORY_MB = 32
 RPC_TIMEOUT_S = 15.0

@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import pydantic
 import typer
 from rich.logging import RichHandler
 
@@ -68,14 +69,27 @@ LogLevelOpt = Annotated[
     ),
 ]
 
+# The protocol's timings are settings of the environment (the server hands them to workers).
+TIMINGS_HELP = (
+    "Timings, from the environment: HODEI_HEARTBEAT_INTERVAL_S (5), HODEI_LEASE_TTL_S (30: a "
+    "worker silent this long has lost its jobs), HODEI_CANCEL_GRACE_S (10: SIGTERM to SIGKILL "
+    "on cancel and timeout), HODEI_TIMEOUT_GRACE_S (15: past a job's deadline with no result, "
+    "the server declares TIMEOUT), HODEI_RETRY_BASE_S (1: first retry backoff, doubled each "
+    "time, with jitter)."
+)
+
 
 def settings_from(**overrides: object) -> Settings:
     """Environment settings with the flags that were given on top."""
     given = {key: value for key, value in overrides.items() if value is not None}
     try:
         return Settings(**given)  # type: ignore[arg-type]
-    except ValueError as exc:
-        print_error(f"invalid setting: {exc}")
+    except pydantic.ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"])
+            message = error["msg"].removeprefix("Value error, ")
+            named = f" {where} (HODEI_{where.upper()})" if where else ""
+            print_error(f"invalid setting{named}: {message}")
         raise typer.Exit(2) from None
 
 
@@ -168,7 +182,7 @@ async def ensure_local_provider(database_url: str, workers: int) -> None:
         await db.close()
 
 
-@app.command()
+@app.command(epilog=TIMINGS_HELP)
 def up(
     data_dir: DataDirOpt = None,
     database_url: DatabaseOpt = None,
@@ -230,7 +244,7 @@ def up(
     run_until_signalled(main)
 
 
-@app.command()
+@app.command(epilog=TIMINGS_HELP)
 def server(
     data_dir: DataDirOpt = None,
     database_url: DatabaseOpt = None,

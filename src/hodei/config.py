@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LogLevelName = Literal["trace", "debug", "info", "warn", "warning", "error"]
@@ -55,6 +55,22 @@ class Settings(BaseSettings):
     log_max_bytes_per_job: int = Field(0, ge=0)
     drain_timeout_s: float = Field(10.0, ge=0)
     otp_token: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent_timings(self) -> Settings:
+        if self.lease_ttl_s < 2 * self.heartbeat_interval_s:
+            raise ValueError(
+                f"HODEI_LEASE_TTL_S ({self.lease_ttl_s:g}) must be at least twice "
+                f"HODEI_HEARTBEAT_INTERVAL_S ({self.heartbeat_interval_s:g}): one late "
+                "heartbeat would make a healthy worker's jobs count as lost"
+            )
+        if self.timeout_grace_s <= self.cancel_grace_s:
+            raise ValueError(
+                f"HODEI_TIMEOUT_GRACE_S ({self.timeout_grace_s:g}) must be greater than "
+                f"HODEI_CANCEL_GRACE_S ({self.cancel_grace_s:g}): the server would declare a "
+                "timeout while the worker still waits for the job to stop"
+            )
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -101,11 +101,22 @@ def test_a_worker_back_from_the_dead_cannot_overwrite_a_newer_attempt(
 
 
 @pytest.mark.timeout(60)
-def test_a_worker_whose_lease_ran_out_is_handed_no_new_attempt(platform: Platform) -> None:
+def test_a_worker_whose_lease_ran_out_is_handed_no_new_attempt_and_stops_the_old_one(
+    platform: Platform,
+) -> None:
     server = platform.server()
     a = platform.worker([server])
-    job = platform.submit(server, 'echo "pid $$"; sleep 60', name="lost", retry=3)
-    wait_for(lambda: printed_processes(platform, job), 20, "the job prints its pid")
+    # Attempt 1 holds a lock for as long as any of its processes lives, and prints nothing
+    # that could be refused: only A's heartbeats can tell it that the attempt is no longer its.
+    lock = platform.root / "lock"
+    job = platform.submit(
+        server,
+        f'exec 9>>"{lock}"; if [ "$HODEI_JOB_ATTEMPT" = 1 ]; then flock 9; echo "pid $$"; '
+        "sleep 60; fi; flock -n 9 && echo alone || echo overlap",
+        name="lost",
+        retry=3,
+    )
+    [first_shell] = wait_for(lambda: printed_processes(platform, job), 20, "it prints its pid")
     a.send(signal.SIGSTOP)
     try:
         wait_for(
@@ -122,3 +133,49 @@ def test_a_worker_whose_lease_ran_out_is_handed_no_new_attempt(platform: Platfor
             time.sleep(0.1)
     finally:
         a.send(signal.SIGCONT)
+    # Thawed, A hears (from its next heartbeat, or from being handed attempt 2) that attempt 1
+    # is over: it stops it before it starts attempt 2, never both at once.
+    wait_for(lambda: gone([first_shell]), 10, "A stops the attempt it lost")
+    platform.wait_state(job)
+    first, second = platform.attempts(job)
+    assert (first["state"], second["state"]) == ("LOST", "SUCCEEDED")
+    assert platform.lines(job, attempt=2) == ["alone"]
+    check_invariants(platform, {job: "SUCCEEDED"})
+
+
+@pytest.mark.timeout(90)
+def test_a_worker_that_missed_the_end_of_its_attempt_stops_it_when_it_comes_back(
+    platform: Platform,
+) -> None:
+    """Nobody could tell A that its attempt was lost (its server died meanwhile, and the new one
+    reaped it with no stream to A); A learns it from the answer to its first heartbeat."""
+    server = platform.server()
+    a = platform.worker([server])
+    lock = platform.root / "lock"
+    job = platform.submit(
+        server,
+        f'exec 9>>"{lock}"; if [ "$HODEI_JOB_ATTEMPT" = 1 ]; then flock 9; echo "pid $$"; '
+        "sleep 60; fi; flock -n 9 && echo alone || echo overlap",
+        name="missed",
+        retry=3,
+    )
+    [first_shell] = wait_for(lambda: printed_processes(platform, job), 20, "it prints its pid")
+    a.send(signal.SIGSTOP)
+    try:
+        server.kill()
+        server = platform.restart(server)
+        wait_for(
+            lambda: platform.attempts(job)[0]["state"] == "LOST",
+            LEASE_TTL_S + 10,
+            "the new server finds attempt 1 lost",
+        )
+        assert "cancelling job" not in a.log_text()
+        assert not gone([first_shell])
+    finally:
+        a.send(signal.SIGCONT)
+    wait_for(lambda: gone([first_shell]), 15, "A stops the attempt it lost")
+    platform.wait_state(job, timeout=30)
+    first, second = platform.attempts(job)
+    assert (first["state"], second["state"]) == ("LOST", "SUCCEEDED")
+    assert platform.lines(job, attempt=2) == ["alone"]
+    check_invariants(platform, {job: "SUCCEEDED"})

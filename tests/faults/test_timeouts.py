@@ -35,11 +35,16 @@ def test_the_worker_kills_a_job_at_its_timeout(platform: Platform) -> None:
 
 @pytest.mark.timeout(90)
 def test_the_server_times_out_a_job_whose_worker_says_nothing(platform: Platform) -> None:
-    # `hodei server` has no flag for this grace (ServerConfig.timeout_grace); its variable
-    # works. The lease is longer than timeout + grace, so that the silence reads as a timeout,
-    # not as a lost worker.
+    # The lease is longer than timeout + grace, so that the silence reads as a timeout, not as
+    # a lost worker; the grace must exceed the worker's own SIGTERM-to-SIGKILL grace.
     grace_s, timeout_ms = 1.0, 3000
-    server = platform.server(env={"HODEI_TIMEOUT_GRACE_S": str(grace_s), "HODEI_LEASE_TTL_S": "8"})
+    server = platform.server(
+        env={
+            "HODEI_TIMEOUT_GRACE_S": str(grace_s),
+            "HODEI_CANCEL_GRACE_S": "0.5",
+            "HODEI_LEASE_TTL_S": "8",
+        }
+    )
     worker = platform.worker([server])
     job = platform.submit(server, MARK_PIDS + "wait", name="silent", timeout_ms=timeout_ms)
     processes = platform.wait_running(job)

@@ -1,6 +1,6 @@
 """A worker SIGKILLed while its jobs run: the attempts are LOST within the lease, a job with
 retries left runs again elsewhere, one without fails with "worker lost", and the jobs' processes
-do not outlive their worker once the next worker starts on its work dir."""
+do not outlive their worker: its keeper kills them as soon as it dies."""
 
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ def test_killed_worker_loses_its_attempts_and_leaves_no_process(platform: Platfo
     doomed.send(signal.SIGKILL)
     killed_at = time.monotonic()
     doomed.wait(10)
+    # Nobody replaces the worker yet: its keeper alone ends what its jobs left running.
+    wait_for(lambda: gone(processes), 10, f"the dead worker's job processes end: {processes}")
 
     def lost() -> bool:
         return all(platform.attempts(job)[0]["state"] == "LOST" for job in (retried, not_retried))
@@ -48,9 +50,7 @@ def test_killed_worker_loses_its_attempts_and_leaves_no_process(platform: Platfo
     [retry] = platform.events(retried, "JobRetried")
     assert retry["payload"]["outcome"] == "LOST"
 
-    # A provider replaces the worker on the same work dir: it kills what the dead one left.
     replacement = platform.worker([server], work_dir=doomed.work_dir)
-    wait_for(lambda: gone(processes), 10, f"the dead worker's job processes end: {processes}")
 
     platform.wait_state(retried)
     [first, second] = platform.attempts(retried)

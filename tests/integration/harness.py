@@ -121,7 +121,7 @@ async def running_hodei(database_url: str, **overrides: Any) -> AsyncIterator[Ru
                 region="local",
                 work_dir=data_dir,
             ),
-            ProcessRuntime(grace=2),
+            ProcessRuntime(),
         )
         agent_task = asyncio.create_task(agent.run())
         async with (

@@ -165,17 +165,20 @@ class WorkerService:
         *,
         cpu_percent: float,
         memory_used_mb: int,
-        running: Sequence[str],
+        held: Sequence[tuple[str, int]],
     ) -> None:
-        """Renew the leases of the jobs the worker runs."""
-        await self._workers.heartbeat(
+        """Renew the leases of the attempts the worker holds; any of them that is no longer its
+        own (reaped while it was away, given to another worker) it must stop at once."""
+        superseded = await self._workers.heartbeat(
             session.worker_id,
             lease_ttl=self.config.lease_ttl,
             cpu_percent=cpu_percent,
             memory_used_mb=memory_used_mb,
-            running=running,
+            held=held,
         )
         session.send(AckCommand(heartbeat=True))
+        for job_id, attempt in superseded:
+            session.send(CancelCommand(job_id, attempt, timedelta(0)))
 
     async def job_started(
         self, session: WorkerSession, job_id: str, attempt: int, pid: int, started_at: datetime

@@ -188,20 +188,26 @@ class WorkerRepository:
         lease_ttl: timedelta,
         cpu_percent: float,
         memory_used_mb: int,
-        running: Sequence[str],
-    ) -> None:
-        """Record a heartbeat and renew the leases of the jobs the worker says it runs."""
-        await self._db.fetch_all(
+        held: Sequence[tuple[str, int]],
+    ) -> list[tuple[str, int]]:
+        """Record a heartbeat and renew the leases of the attempts the worker says it holds.
+
+        Returns the ones among them that are no longer the worker's to run.
+        """
+        valid = [(job_id, attempt) for job_id, attempt in held if _is_uuid(job_id)]
+        rows = await self._db.fetch_all(
             "worker_heartbeat",
             {
                 "id": worker_id,
                 "lease_ttl": lease_ttl,
                 "cpu_percent": cpu_percent,
                 "memory_used_mb": memory_used_mb,
-                "running_jobs": len(running),
-                "running": [job_id for job_id in running if _is_uuid(job_id)],
+                "running_jobs": len(held),
+                "job_ids": [job_id for job_id, _ in valid],
+                "attempts": [attempt for _, attempt in valid],
             },
         )
+        return [(row["job_id"], row["attempt"]) for row in rows]
 
     async def live_profiles(self) -> list[WorkerProfile]:
         """The shape of every worker that is not terminated."""

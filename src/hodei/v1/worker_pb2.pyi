@@ -372,10 +372,13 @@ class RunJob(_message.Message):
     DEFINITION_FIELD_NUMBER: _builtins.int
     FIRST_SEQUENCE_FIELD_NUMBER: _builtins.int
     LOG_LIMIT_BYTES_FIELD_NUMBER: _builtins.int
+    STOP_GRACE_MS_FIELD_NUMBER: _builtins.int
     first_sequence: _builtins.int
     """the sequence of this attempt's first log line"""
     log_limit_bytes: _builtins.int
     """keep at most this much output (0: no limit)"""
+    stop_grace_ms: _builtins.int
+    """at the job's timeout: SIGTERM, this long, then SIGKILL"""
     @_builtins.property
     def ref(self) -> Global___AttemptRef: ...
     @_builtins.property
@@ -389,10 +392,11 @@ class RunJob(_message.Message):
         definition: _jobs_pb2.JobDefinition | None = ...,
         first_sequence: _builtins.int = ...,
         log_limit_bytes: _builtins.int = ...,
+        stop_grace_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["definition", b"definition", "ref", b"ref"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["definition", b"definition", "first_sequence", b"first_sequence", "log_limit_bytes", b"log_limit_bytes", "ref", b"ref"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["definition", b"definition", "first_sequence", b"first_sequence", "log_limit_bytes", b"log_limit_bytes", "ref", b"ref", "stop_grace_ms", b"stop_grace_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

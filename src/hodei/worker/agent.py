@@ -86,6 +86,9 @@ class Attempt:
     execution: Execution | None = None
     cancel_grace: float | None = None  # set when a cancel arrived
     hand_back: bool = False
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    # Earlier attempts of the same job still running here: they end before this one starts.
+    superseded: list[Attempt] = field(default_factory=list)
 
 
 class WorkerAgent:
@@ -268,7 +271,17 @@ class WorkerAgent:
         while len(self._started) > STARTED_MEMORY:
             self._started.popitem(last=False)
         ref = worker_pb2.AttemptRef(job_id=run.ref.job_id, attempt=run.ref.attempt)
-        self._attempts[key] = Attempt(ref)
+        # A newer attempt of a job means the server gave up on the older one this worker may
+        # still run (it was reaped while the worker was away): never run both at once.
+        superseded = [
+            a
+            for (job_id, number), a in self._attempts.items()
+            if job_id == run.ref.job_id and number < run.ref.attempt
+        ]
+        for old in superseded:
+            log.warning("job %s attempt %d is superseded; stopping it", *key[:1], old.ref.attempt)
+            self._cancel(old, 0)
+        self._attempts[key] = Attempt(ref, superseded=superseded)
         self._idle.clear()
         self._spawn_task(self._execute(run, self._attempts[key]))
 
@@ -305,7 +318,7 @@ class WorkerAgent:
         )
         try:
             try:
-                result = await self._run_attempt(attempt, definition, workdir, batcher)
+                result = await self._run_attempt(attempt, run, workdir, batcher)
             except Exception as exc:
                 # Whatever went wrong here, the server must hear how the attempt ended.
                 log.exception("job %s attempt %d failed in the worker", ref.job_id, ref.attempt)
@@ -323,6 +336,7 @@ class WorkerAgent:
                 message.exit_code = result.exit_code
             await self._outbox.put(worker_pb2.WorkerMessage(result=message))
         finally:
+            attempt.ended.set()
             self._attempts.pop((ref.job_id, ref.attempt), None)
             if not self._attempts:
                 self._idle.set()
@@ -331,10 +345,11 @@ class WorkerAgent:
     async def _run_attempt(
         self,
         attempt: Attempt,
-        definition: jobs_pb2.JobDefinition,
+        run: worker_pb2.RunJob,
         workdir: Path,
         batcher: LogBatcher,
     ) -> ExecutionResult:
+        definition = run.definition
         launch = JobLaunch(
             job_id=attempt.ref.job_id,
             attempt=attempt.ref.attempt,
@@ -346,7 +361,11 @@ class WorkerAgent:
             env=dict(definition.env) | dict(definition.secret_env),
             timeout_ms=definition.resources.timeout_ms,
             workdir=workdir,
+            stop_grace=run.stop_grace_ms / 1000,
         )
+        for old in attempt.superseded:
+            await old.ended.wait()
+        attempt.superseded.clear()
         if attempt.cancel_grace is not None:
             return ExecutionResult(JobState.CANCELLED, None, "cancelled before it started")
         try:

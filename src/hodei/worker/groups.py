@@ -2,8 +2,9 @@
 
 Each running job's process group id is a file under ``WORK_DIR/hodei-worker-ID/groups`` holding
 the job's id, next to the worker's own pid. A worker that starts sweeps the ledgers of dead
-predecessors in the same work dir: whatever their jobs left running is killed. (A worker killed
-with SIGKILL cannot clean up; the next worker on its work dir does.)
+predecessors in the same work dir: whatever their jobs left running is killed. A worker killed
+with SIGKILL cannot clean up: its keeper (``hodei.worker.keeper``) does, the moment it dies; the
+next worker on its work dir, or its provider, sweeps again in case the keeper died with it.
 
 A process group id outlives its group and may be reused, so nothing is killed by group id
 alone: only processes in that group whose environment says they belong to the recorded job
@@ -20,6 +21,8 @@ import signal
 from pathlib import Path
 
 import psutil
+
+from hodei.worker.keeper import Keeper
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,7 @@ class GroupLedger:
         (staging / "groups").mkdir(parents=True, exist_ok=True)
         (staging / "pid").write_text(str(os.getpid()))
         staging.rename(self._dir)
+        self._keeper = Keeper(self._dir)
 
     def record(self, pgid: int, job_id: str) -> None:
         groups = self._dir / "groups"
@@ -48,7 +52,9 @@ class GroupLedger:
         (self._dir / "groups" / str(pgid)).unlink(missing_ok=True)
 
     def close(self) -> None:
+        """Once every job of the worker has ended: drop the ledger and let the keeper go."""
         shutil.rmtree(self._dir, ignore_errors=True)
+        self._keeper.close()
 
     def sweep_dead_predecessors(self) -> int:
         """Kill the job process groups of workers on this work dir that died; returns how many."""
@@ -60,14 +66,20 @@ def sweep_dead_ledgers(work_dir: Path, keep: Path | None = None) -> int:
     processes. A provider calls it as soon as one of its workers dies."""
     killed = 0
     for ledger in work_dir.glob(f"{_PREFIX}*"):
-        if ledger == keep or _alive(ledger / "pid"):
-            continue
-        for group in (ledger / "groups").glob("*"):
-            with contextlib.suppress(OSError, ValueError):
-                killed += _kill_job_group(int(group.name), group.read_text().strip())
-        shutil.rmtree(ledger, ignore_errors=True)
+        if ledger != keep and not _alive(ledger / "pid"):
+            killed += sweep_ledger(ledger)
     if killed:
         log.warning("killed %d job process(es) left by a dead worker", killed)
+    return killed
+
+
+def sweep_ledger(ledger: Path) -> int:
+    """Kill the job processes one ledger lists, then remove it; returns how many processes."""
+    killed = 0
+    for group in (ledger / "groups").glob("*"):
+        with contextlib.suppress(OSError, ValueError):
+            killed += _kill_job_group(int(group.name), group.read_text().strip())
+    shutil.rmtree(ledger, ignore_errors=True)
     return killed
 
 

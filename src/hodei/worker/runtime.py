@@ -39,6 +39,8 @@ class JobLaunch:
     env: Mapping[str, str]
     timeout_ms: int
     workdir: Path
+    # At the timeout: SIGTERM to the job's process group, this many seconds, then SIGKILL.
+    stop_grace: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,7 @@ class ProcessExecution:
     process: asyncio.subprocess.Process
     pumps: list[asyncio.Task[None]]
     timeout_ms: int
-    default_grace: float
+    stop_grace: float
     _stopped_as: JobState | None = None
     _stop_reason: str = ""
     _stopping: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -162,9 +164,7 @@ class ProcessExecution:
         try:
             await asyncio.wait_for(self._exited(), timeout)
         except TimeoutError:
-            self._stop(
-                JobState.TIMEOUT, f"timed out after {self.timeout_ms} ms", self.default_grace
-            )
+            self._stop(JobState.TIMEOUT, f"timed out after {self.timeout_ms} ms", self.stop_grace)
             await self._exited()
         # Whatever the job left running in its group goes with it; this also closes the pipes.
         signal_group(self.process.pid, signal.SIGKILL)
@@ -216,9 +216,6 @@ class ProcessRuntime:
 
     name = "process"
 
-    def __init__(self, *, grace: float = 10.0) -> None:
-        self._grace = grace
-
     async def start(self, launch: JobLaunch, sink: LineSink) -> Execution:
         env = job_environment(launch)
         argv = process_argv(launch, env)
@@ -240,4 +237,4 @@ class ProcessRuntime:
             asyncio.create_task(pump_lines(process.stdout, LogStream.STDOUT, sink)),
             asyncio.create_task(pump_lines(process.stderr, LogStream.STDERR, sink)),
         ]
-        return ProcessExecution(process, pumps, launch.timeout_ms, self._grace)
+        return ProcessExecution(process, pumps, launch.timeout_ms, launch.stop_grace)

@@ -27,7 +27,7 @@ from hodei.scheduler.sessions import (
     RunCommand,
     WorkerSession,
 )
-from hodei.services.workers import JobOutcome, WorkerService
+from hodei.services.workers import JobOutcome, WorkerProtocolConfig, WorkerService
 from hodei.v1 import jobs_pb2, worker_pb2, worker_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ def session_token_from(context: Context) -> str:
     raise AuthenticationError("the stream carries no 'authorization: Session <token>' metadata")
 
 
-def command_to_proto(command: Command, log_limit_bytes: int = 0) -> worker_pb2.ServerMessage:
+def command_to_proto(command: Command, protocol: WorkerProtocolConfig) -> worker_pb2.ServerMessage:
     """A command for the worker, on the wire."""
     match command:
         case RunCommand(claimed):
@@ -58,7 +58,8 @@ def command_to_proto(command: Command, log_limit_bytes: int = 0) -> worker_pb2.S
                     ref=worker_pb2.AttemptRef(job_id=job.id, attempt=job.attempt),
                     definition=convert.definition_to_proto(job, reveal_secrets=True),
                     first_sequence=claimed.first_sequence,
-                    log_limit_bytes=log_limit_bytes,
+                    log_limit_bytes=protocol.log_limit_bytes,
+                    stop_grace_ms=int(protocol.cancel_grace.total_seconds() * 1000),
                 )
             )
         case CancelCommand(job_id, attempt, grace):
@@ -117,7 +118,7 @@ class WorkerAgentServicer(worker_pb2_grpc.WorkerAgentServiceServicer):
         reason = "stream closed"
         try:
             while (command := await session.outbox.get()) is not None:
-                yield command_to_proto(command, self._workers.config.log_limit_bytes)
+                yield command_to_proto(command, self._workers.config)
             reason = "replaced by a newer stream"
         finally:
             reader.cancel()
@@ -147,7 +148,7 @@ class WorkerAgentServicer(worker_pb2_grpc.WorkerAgentServiceServicer):
                     session,
                     cpu_percent=beat.cpu_percent,
                     memory_used_mb=beat.memory_used_mb,
-                    running=[ref.job_id for ref in beat.running],
+                    held=[(ref.job_id, ref.attempt) for ref in beat.running],
                 )
             elif kind == "started":
                 ref = message.started.ref

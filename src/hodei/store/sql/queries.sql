@@ -413,7 +413,9 @@ SELECT %(event_type)s, %(actor)s, id::text,
 FROM changed;
 
 -- worker_heartbeat --
--- Record a heartbeat, renew the leases of the worker's jobs, and audit at most once a minute.
+-- Record a heartbeat, renew the leases of the attempts the worker says it holds, and audit at
+-- most once a minute. Returns the attempts it named that are no longer its to run (reaped,
+-- retried elsewhere, ended): it must stop any of them that still runs.
 WITH beat AS (
     UPDATE workers SET last_heartbeat_at = clock_timestamp(),
         last_audited_heartbeat_at = CASE
@@ -421,19 +423,27 @@ WITH beat AS (
             THEN clock_timestamp() ELSE last_audited_heartbeat_at END
     WHERE id = %(id)s AND state <> 'TERMINATED'
     RETURNING id, last_audited_heartbeat_at = last_heartbeat_at AS audit_now
+), said AS (
+    SELECT * FROM unnest(%(job_ids)s::uuid[], %(attempts)s::integer[]) AS s (job_id, attempt)
 ), leases AS (
-    -- Only what the worker says it runs, or was given too recently to say: an attempt it
+    -- Only what the worker says it holds, or was given too recently to say: an attempt it
     -- never got must run out of lease rather than be kept alive forever.
     UPDATE jobs SET lease_expires_at = clock_timestamp() + %(lease_ttl)s
     WHERE worker_id = %(id)s AND state IN ('ASSIGNED', 'RUNNING')
-      AND (id = ANY (%(running)s::uuid[]) OR assigned_at > clock_timestamp() - %(lease_ttl)s)
+      AND ((id, attempt) IN (SELECT job_id, attempt FROM said)
+           OR assigned_at > clock_timestamp() - %(lease_ttl)s)
+    RETURNING id, attempt
+), audit AS (
+    INSERT INTO audit_logs (event_type, actor, correlation_id, payload)
+    SELECT 'WorkerHeartbeat', 'worker:' || id::text, id::text,
+           jsonb_build_object('cpu_percent', %(cpu_percent)s::double precision,
+                              'memory_used_mb', %(memory_used_mb)s::bigint,
+                              'running_jobs', %(running_jobs)s::integer)
+    FROM beat WHERE audit_now
 )
-INSERT INTO audit_logs (event_type, actor, correlation_id, payload)
-SELECT 'WorkerHeartbeat', 'worker:' || id::text, id::text,
-       jsonb_build_object('cpu_percent', %(cpu_percent)s::double precision,
-                          'memory_used_mb', %(memory_used_mb)s::bigint,
-                          'running_jobs', %(running_jobs)s::integer)
-FROM beat WHERE audit_now;
+SELECT said.job_id::text AS job_id, said.attempt FROM said
+WHERE NOT EXISTS (SELECT 1 FROM leases WHERE leases.id = said.job_id
+                                         AND leases.attempt = said.attempt);
 
 -- live_worker_profiles --
 -- The shape of every worker that is not terminated, for the "could this job ever run" check.
