@@ -124,7 +124,10 @@ class WorkerAgentServicer(worker_pb2_grpc.WorkerAgentServiceServicer):
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
-            await self._workers.close_session(session, reason)
+            try:
+                await self._workers.close_session(session, reason)
+            except HodeiError as error:  # PostgreSQL away: the worker's state is fixed later
+                log.warning("worker %s: cannot record its disconnect: %s", session.worker_id, error)
 
     async def _read(
         self, session: WorkerSession, messages: AsyncIterator[worker_pb2.WorkerMessage]
@@ -132,6 +135,10 @@ class WorkerAgentServicer(worker_pb2_grpc.WorkerAgentServiceServicer):
         try:
             async for message in messages:
                 await self._handle(session, message)
+        except HodeiError as error:
+            # Typically PostgreSQL away: end the stream; the worker reconnects and sends again
+            # whatever was not acknowledged.
+            log.warning("stream of worker %s ends: %s", session.worker_id, error)
         except Exception:
             log.exception("stream of worker %s failed", session.worker_id)
         finally:
