@@ -66,7 +66,7 @@ from psycopg.rows import dict_row
 
 import hodei
 from hodei.api.grpc import convert
-from hodei.domain.logs import LogRecord, LogStream, classify_level
+from hodei.domain.logs import LogChunk, LogStream, classify_level
 from hodei.services.loghub import LogHub
 from hodei.store.database import Database
 from hodei.store.embedded import EmbeddedPostgres
@@ -80,7 +80,7 @@ from hodei.v1 import (
     scheduler_pb2_grpc,
     worker_pb2,
 )
-from hodei.worker.capture import LogBatcher, SecretMasker, pump_lines
+from hodei.worker.capture import READ_CHUNK, LogBatcher, SecretMasker, pump_lines
 
 LOOPBACK = "127.0.0.1"
 GRPC_OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
@@ -589,30 +589,38 @@ class StreamState:
     live: bool = False
 
 
-def check_numbered(state: StreamState, lines: Sequence[logs_pb2.LogLine]) -> None:
+def received_lines(response: logs_pb2.SubscribeLogsResponse) -> Iterator[tuple[int, str]]:
+    """(sequence, text) of every line of a response, chunked (what is asked for) or not."""
+    for chunk in response.chunks:
+        yield from enumerate(chunk.body.split("\n"), chunk.first_sequence)
+    for line in response.lines:
+        yield line.sequence, line.line
+
+
+def check_numbered(state: StreamState, response: logs_pb2.SubscribeLogsResponse) -> None:
     """Scenario 1: sequence N carries the number N - 1, in order, without a gap."""
     expected = state.expected
-    for line in lines:
-        if line.sequence != expected or not line.line.startswith(f"{expected - 1:09d}"):
-            state.error = f"expected line {expected}, got {line.sequence}: {line.line[:24]!r}"
+    for sequence, text in received_lines(response):
+        if sequence != expected or not text.startswith(f"{expected - 1:09d}"):
+            state.error = f"expected line {expected}, got {sequence}: {text[:24]!r}"
             return
         expected += 1
     state.expected = expected
 
 
 def take_delays(
-    state: StreamState, lines: Sequence[logs_pb2.LogLine], now_ns: int, run: SubscriberRun
+    state: StreamState, response: logs_pb2.SubscribeLogsResponse, now_ns: int, run: SubscriberRun
 ) -> None:
     """Scenario 2: in order without a gap; for every line after the first, when it was written
     (ms) and its delay (µs)."""
     expected = state.expected
     delays, written = run.delays, run.written_ms
-    for line in lines:
-        if line.sequence != expected:
-            state.error = f"expected line {expected}, got {line.sequence}"
+    for sequence, text in received_lines(response):
+        if sequence != expected:
+            state.error = f"expected line {expected}, got {sequence}"
             return
         if expected > 1:
-            at = int(line.line[:19])
+            at = int(text[:19])
             delays.append((now_ns - at) // 1000)
             written.append(at // 1_000_000)
         expected += 1
@@ -632,7 +640,10 @@ class SubscriberRun:
 
 
 async def follow_one(run: SubscriberRun, state: StreamState) -> None:
-    request = logs_pb2.SubscribeLogsRequest(job_id=state.job_id, from_sequence=1, follow=True)
+    # Chunked, as `hodei logs` asks: a reader of a busy log has no use for a message per line.
+    request = logs_pb2.SubscribeLogsRequest(
+        job_id=state.job_id, from_sequence=1, follow=True, chunked=True
+    )
     async with grpc.aio.insecure_channel(run.address, options=GRPC_OPTIONS) as channel:
         stub = logs_pb2_grpc.LogStreamServiceStub(channel)
         call = stub.SubscribeLogs(request, timeout=max(run.deadline - time.monotonic(), 1))
@@ -643,10 +654,10 @@ async def follow_one(run: SubscriberRun, state: StreamState) -> None:
                 if state.error:
                     continue
                 if run.mode == "check":
-                    check_numbered(state, response.lines)
+                    check_numbered(state, response)
                     run.timeline.append((now, state.expected - 1))
                 else:
-                    take_delays(state, response.lines, now, run)
+                    take_delays(state, response, now, run)
                 state.last_ns = now
                 if not state.live and state.expected > 1:
                     state.live = True
@@ -1293,32 +1304,32 @@ def best_of(repeats: int, work: Callable[[], object]) -> float:
 def stage_costs(count: int, width: int) -> dict[str, float]:
     """CPU µs per line of each step a line takes, the product's own functions, best of 3."""
     data = flood_bytes(count, width)
+    # What pump_lines hands on: the complete lines of one 256 KiB pipe read at a time.
+    per_read = max(1, READ_CHUNK // width)
     raw_lines = data.split(b"\n")[:-1]
-    # What pump_lines hands on: the lines of one 64 KiB pipe read at a time.
-    per_read = max(1, 65536 // width)
-    reads = [raw_lines[i : i + per_read] for i in range(0, count, per_read)]
-    records: list[LogRecord] = []
+    blocks = [b"\n".join(raw_lines[i : i + per_read]) for i in range(0, count, per_read)]
+    chunks: list[LogChunk] = []
     costs: dict[str, float] = {}
 
     def timed(name: str, work: Callable[[], object]) -> None:
         costs[name] = best_of(3, work) / count * 1e6
 
-    timed("worker: read + split (pump_lines, 256 KiB reads)", lambda: asyncio.run(_pump(data)))
-    timed("worker: classify_level alone", lambda: [classify_level(r) for r in raw_lines])
-    timed("worker: number/decode/classify (add_lines)", lambda: asyncio.run(_batch(reads, records)))
-    batches = [records[i : i + 1000] for i in range(0, count, 1000)]
+    timed("worker: read + cut into blocks (pump_lines)", lambda: asyncio.run(_pump(data)))
+    timed("worker: classify_level, line by line (reference)", lambda: _classify_all(raw_lines))
+    timed(
+        "worker: number/decode/classify/chunk (add_block)",
+        lambda: asyncio.run(_batch(blocks, chunks)),
+    )
     ref = worker_pb2.AttemptRef(job_id="00000000-0000-0000-0000-000000000000", attempt=1)
     messages: list[worker_pb2.WorkerMessage] = []
 
     def build() -> None:
         messages.clear()
-        for batch in batches:
-            lines = [convert.log_line_to_proto(line) for line in batch]
-            messages.append(
-                worker_pb2.WorkerMessage(logs=worker_pb2.LogBatch(ref=ref, lines=lines))
-            )
+        for chunk in chunks:
+            batch = worker_pb2.LogBatch(ref=ref, chunk=convert.chunk_to_proto(chunk))
+            messages.append(worker_pb2.WorkerMessage(logs=batch))
 
-    timed("worker: LogRecord -> LogLine + LogBatch + WorkerMessage", build)
+    timed("worker: LogChunk -> LogBatch + WorkerMessage", build)
     wire: list[bytes] = []
     timed(
         "gRPC: serialize WorkerMessage",
@@ -1328,20 +1339,27 @@ def stage_costs(count: int, width: int) -> dict[str, float]:
     parsed: list[worker_pb2.WorkerMessage] = []
     timed("gRPC: parse WorkerMessage (server)", lambda: _parse(wire, parsed))
     del parsed[len(wire) :]
-    received: list[list[LogRecord]] = []
-    timed(
-        "server: LogLine -> LogRecord (log_line_from_proto)", lambda: _from_proto(parsed, received)
-    )
-    timed("server: JSON document for append_logs", lambda: asyncio.run(_append(batches)))
-    timed("server: hub publish to 1 subscriber", lambda: _publish(batches))
+    received: list[LogChunk] = []
+    timed("server: chunk_from_proto + check", lambda: _from_proto(parsed, received))
+    timed("server: parameters of append_log_chunk", lambda: asyncio.run(_append(received)))
+    timed("server: hub publish to 1 subscriber", lambda: _publish(received))
     responses: list[bytes] = []
     timed(
-        "server: SubscribeLogsResponse per subscriber (+ encode)",
-        lambda: _respond(batches, responses),
+        "server: chunked SubscribeLogsResponse per subscriber (+ encode)",
+        lambda: _respond(received, responses),
     )
-    del responses[len(batches) :]
-    timed("subscriber: parse response + read sequence/line", lambda: _consume(responses))
+    del responses[len(received) :]
+    timed(
+        "server: line-by-line SubscribeLogsResponse (+ encode; filtered readers)",
+        lambda: _respond_lines(received),
+    )
+    timed("subscriber: parse chunked response + read sequence/line", lambda: _consume(responses))
     return costs
+
+
+def _classify_all(raw_lines: list[bytes]) -> None:
+    for raw in raw_lines:
+        classify_level(raw)
 
 
 async def _pump(data: bytes) -> None:
@@ -1349,21 +1367,21 @@ async def _pump(data: bytes) -> None:
     reader.feed_data(data)
     reader.feed_eof()
 
-    async def sink(_stream: LogStream, _lines: list[bytes]) -> None:
+    async def sink(_stream: LogStream, _block: bytes) -> None:
         return None
 
     await pump_lines(reader, LogStream.STDOUT, sink)
 
 
-async def _batch(reads: list[list[bytes]], records: list[LogRecord]) -> None:
-    records.clear()
+async def _batch(blocks: list[bytes], chunks: list[LogChunk]) -> None:
+    chunks.clear()
 
-    async def send(batch: list[LogRecord]) -> None:
-        records.extend(batch)
+    async def send(chunk: LogChunk) -> None:
+        chunks.append(chunk)
 
     batcher = LogBatcher(send, first_sequence=1, attempt=1, masker=SecretMasker([]))
-    for lines in reads:
-        await batcher.add_lines(LogStream.STDOUT, lines)
+    for block in blocks:
+        await batcher.add_block(LogStream.STDOUT, block)
     await batcher.close()
 
 
@@ -1372,46 +1390,52 @@ def _parse(wire: list[bytes], parsed: list[worker_pb2.WorkerMessage]) -> None:
     parsed.extend(worker_pb2.WorkerMessage.FromString(b) for b in wire)
 
 
-def _from_proto(parsed: list[worker_pb2.WorkerMessage], out: list[list[LogRecord]]) -> None:
+def _from_proto(parsed: list[worker_pb2.WorkerMessage], out: list[LogChunk]) -> None:
     out.clear()
-    for message in parsed:
-        out.append([convert.log_line_from_proto(line, 1) for line in message.logs.lines])
+    out.extend(convert.chunk_from_proto(message.logs.chunk, 1) for message in parsed)
 
 
 class _FakeDatabase:
-    """Stands in for Database: LogRepository.append builds its parameters, nothing is sent."""
+    """Stands in for Database: LogRepository.append_chunk builds its parameters, nothing is
+    sent."""
 
     async def fetch_one(self, _query: str, params: dict[str, Any]) -> dict[str, Any]:
-        return {"fenced_ok": 1, "stored": len(params["rows"])}
+        return {"fenced_ok": 1, "stored": 1, "stored_through": None}
 
 
-async def _append(batches: list[list[LogRecord]]) -> None:
+async def _append(chunks: list[LogChunk]) -> None:
     repository = LogRepository(cast(Database, _FakeDatabase()))
-    for batch in batches:
-        await repository.append(worker_id="w", job_id="j", attempt=1, lines=batch)
+    for chunk in chunks:
+        await repository.append_chunk(worker_id="w", job_id="j", attempt=1, chunk=chunk)
 
 
-def _publish(batches: list[list[LogRecord]]) -> None:
-    hub = LogHub(capacity=len(batches) + 1)
+def _publish(chunks: list[LogChunk]) -> None:
+    hub = LogHub(capacity=len(chunks) + 1)
     with hub.subscribe("j"):
-        for batch in batches:
-            hub.publish("j", batch)
+        for chunk in chunks:
+            hub.publish("j", chunk)
 
 
-def _respond(batches: list[list[LogRecord]], out: list[bytes]) -> None:
+def _respond(chunks: list[LogChunk], out: list[bytes]) -> None:
     out.clear()
-    for batch in batches:
-        response = logs_pb2.SubscribeLogsResponse(
-            lines=[convert.log_line_to_proto(line) for line in batch]
-        )
+    for chunk in chunks:
+        response = logs_pb2.SubscribeLogsResponse(chunks=[convert.chunk_to_proto(chunk)])
         out.append(response.SerializeToString())
+
+
+def _respond_lines(chunks: list[LogChunk]) -> None:
+    for chunk in chunks:
+        response = logs_pb2.SubscribeLogsResponse(
+            lines=[convert.log_line_to_proto(line) for line in chunk.records()]
+        )
+        response.SerializeToString()
 
 
 def _consume(responses: list[bytes]) -> None:
     expected = 1
     for data in responses:
-        for line in logs_pb2.SubscribeLogsResponse.FromString(data).lines:
-            if line.sequence != expected or not line.line.startswith(f"{expected - 1:09d}"):
+        for sequence, text in received_lines(logs_pb2.SubscribeLogsResponse.FromString(data)):
+            if sequence != expected or not text.startswith(f"{expected - 1:09d}"):
                 raise BenchError("stage check: out of order")
             expected += 1
 

@@ -15,7 +15,8 @@ from rich.text import Text
 
 from hodei.cli_output import err, out, print_error, print_status
 from hodei.client import HodeiClient
-from hodei.v1 import jobs_pb2, logs_pb2
+from hodei.domain.logs import LogChunk, LogLevel, LogStream
+from hodei.v1 import jobs_pb2
 
 job_app = typer.Typer(help="Submit, follow, list, inspect and cancel jobs.", no_args_is_help=True)
 
@@ -201,7 +202,22 @@ def report_end(job: jobs_pb2.Job) -> int:
     return 0 if state == "SUCCEEDED" else EXIT_FAILED
 
 
-_LEVEL_STYLE = {logs_pb2.WARN: "yellow", logs_pb2.ERROR: "red"}
+_LEVEL_STYLE = {LogLevel.WARN: "yellow", LogLevel.ERROR: "red"}
+
+
+def print_chunk(chunk: LogChunk) -> None:
+    """Lines to stdout or stderr as the job wrote them; coloured by level on a terminal."""
+    if not out.is_terminal and chunk.all_stdout:
+        sys.stdout.write(chunk.body + "\n")  # all stdout, to a file or pipe: as it is
+        sys.stdout.flush()
+        return
+    for line in chunk.records():
+        target = err if line.stream == LogStream.STDERR else out
+        if target.is_terminal:
+            target.print(line.line, style=_LEVEL_STYLE.get(line.level), markup=False)
+        else:
+            target.file.write(line.line + "\n")
+            target.file.flush()
 
 
 async def stream_logs(client: HodeiClient, job_id: str, *, follow: bool, waiting: str) -> None:
@@ -210,13 +226,11 @@ async def stream_logs(client: HodeiClient, job_id: str, *, follow: bool, waiting
     if status is not None:
         status.start()
     try:
-        async for line in client.follow_logs(job_id, follow=follow):
+        async for chunk in client.follow_chunks(job_id, follow=follow):
             if status is not None:
                 status.stop()
                 status = None
-            target = err if line.stream == logs_pb2.STDERR else out
-            style = _LEVEL_STYLE.get(line.level) if target.is_terminal else None
-            target.print(line.line, style=style, markup=False, soft_wrap=True)
+            print_chunk(chunk)
     finally:
         if status is not None:
             status.stop()

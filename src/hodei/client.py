@@ -7,6 +7,7 @@ from types import TracebackType
 
 import grpc
 
+from hodei.domain.logs import LogChunk
 from hodei.v1 import (
     jobs_pb2,
     jobs_pb2_grpc,
@@ -63,6 +64,19 @@ class HodeiClient:
         async for response in self.logs.SubscribeLogs(request):
             for line in response.lines:
                 yield line
+
+    async def follow_chunks(
+        self, job_id: str, *, follow: bool, from_sequence: int = 1
+    ) -> AsyncIterator[LogChunk]:
+        """Like ``follow_logs``, in chunks of lines: far cheaper on a busy log."""
+        request = logs_pb2.SubscribeLogsRequest(
+            job_id=job_id, from_sequence=from_sequence, follow=follow, chunked=True
+        )
+        async for response in self.logs.SubscribeLogs(request):
+            for chunk in response.chunks:
+                yield LogChunk(
+                    chunk.first_sequence, chunk.attempt, chunk.body, chunk.kinds, chunk.timestamps
+                )
 
     async def workers(self) -> scheduler_pb2.ListWorkersResponse:
         return await self.scheduler.ListWorkers(scheduler_pb2.ListWorkersRequest())

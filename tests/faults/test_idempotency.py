@@ -13,9 +13,9 @@ from typing import Any
 import grpc
 import pytest
 
-from hodei.api.grpc.convert import log_line_to_proto
+from hodei.api.grpc.convert import chunk_to_proto
 from hodei.domain.jobs import parse_job_spec
-from hodei.domain.logs import LogLevel, LogRecord, LogStream
+from hodei.domain.logs import LogChunk, LogLevel, LogRecord, LogStream
 from hodei.domain.retries import AttemptOutcome
 from hodei.domain.states import JobState
 from hodei.domain.workers import WorkerInfo, WorkerState
@@ -162,7 +162,7 @@ def test_the_server_acknowledges_duplicates_and_applies_them_once(platform: Plat
         )
         lines = [record(1, "resent"), record(2, "again")]
         batch = worker_pb2.WorkerMessage(
-            logs=worker_pb2.LogBatch(ref=ref, lines=[log_line_to_proto(line) for line in lines])
+            logs=worker_pb2.LogBatch(ref=ref, chunk=chunk_to_proto(LogChunk.of(lines)))
         )
         result = worker_pb2.WorkerMessage(
             result=worker_pb2.JobResult(

@@ -154,30 +154,34 @@ async def test_a_log_cap_is_said_never_silent(database_url: str) -> None:
         assert rest["log_truncated"] is True
 
 
-async def test_retention_deletes_old_lines_only(db: Database) -> None:
+async def test_retention_deletes_old_chunks_only(db: Database) -> None:
     jobs, logs = JobRepository(db), LogRepository(db)
     from .test_store import ready_worker, spec
 
     worker = await ready_worker(db)
     job_id, _ = await jobs.insert(spec(), "t")
     await jobs.claim(worker, timedelta(seconds=30))
-    old = datetime.now(UTC) - timedelta(days=40)
-    batch = [
-        LogRecord(
-            i,
-            epoch_ns(old if i <= 3 else datetime.now(UTC)),
-            LogStream.STDOUT,
-            LogLevel.INFO,
-            f"{i}",
+
+    def lines(first: int, count: int) -> list[LogRecord]:
+        now = epoch_ns(datetime.now(UTC))
+        return [
+            LogRecord(i, now, LogStream.STDOUT, LogLevel.INFO, f"{i}", attempt=1)
+            for i in range(first, first + count)
+        ]
+
+    for first in (1, 3, 5):
+        await logs.append(worker_id=worker, job_id=job_id, attempt=1, lines=lines(first, 2))
+    # The first two chunks were stored 40 days ago.
+    async with db.connection() as conn:
+        await conn.execute(
+            "UPDATE job_log_chunks SET stored_at = clock_timestamp() - interval '40 days'"
+            " WHERE first_sequence < 5"
         )
-        for i in range(1, 6)
-    ]
-    await logs.append(worker_id=worker, job_id=job_id, attempt=1, lines=batch)
-    assert await logs.delete_older_than(timedelta(days=30), batch=2) == 2
-    assert await logs.delete_older_than(timedelta(days=30), batch=2) == 1
-    assert await logs.delete_older_than(timedelta(days=30), batch=2) == 0
+    assert await logs.delete_older_than(timedelta(days=30), batch=1) == (1, 2)
+    assert await logs.delete_older_than(timedelta(days=30), batch=5) == (1, 2)
+    assert await logs.delete_older_than(timedelta(days=30), batch=5) == (0, 0)
     kept = await logs.read(LogQuery(job_id))
-    assert [line.sequence for line in kept] == [4, 5]
+    assert [line.sequence for line in kept] == [5, 6]
 
 
 @pytest.mark.timeout(120)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
-from hodei.domain.logs import LogRecord
+from hodei.domain.logs import LogChunk
 
 DEFAULT_QUEUE_BATCHES = 256
 
@@ -22,10 +22,10 @@ class Subscription:
     """One reader's view of a job's live lines."""
 
     def __init__(self, capacity: int) -> None:
-        self.queue: asyncio.Queue[Sequence[LogRecord]] = asyncio.Queue(capacity)
+        self.queue: asyncio.Queue[LogChunk] = asyncio.Queue(capacity)
         self.lagging = False
 
-    def offer(self, batch: Sequence[LogRecord]) -> None:
+    def offer(self, batch: LogChunk) -> None:
         if self.lagging:
             return
         try:
@@ -33,7 +33,7 @@ class Subscription:
         except asyncio.QueueFull:
             self.lagging = True
 
-    def drain(self) -> list[Sequence[LogRecord]]:
+    def drain(self) -> list[LogChunk]:
         """Everything queued now; clears the lagging mark (the reader catches up itself)."""
         batches = []
         while not self.queue.empty():
@@ -49,7 +49,7 @@ class LogHub:
         self._capacity = capacity
         self._subscriptions: defaultdict[str, set[Subscription]] = defaultdict(set)
 
-    def publish(self, job_id: str, batch: Sequence[LogRecord]) -> None:
+    def publish(self, job_id: str, batch: LogChunk) -> None:
         """Hand a stored batch to every live reader of the job. Never blocks."""
         for subscription in self._subscriptions.get(job_id, ()):
             subscription.offer(batch)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import replace
 
 from hodei.domain.errors import ValidationError
-from hodei.domain.logs import LogRecord, line_matches
+from hodei.domain.logs import LogChunk, LogRecord, line_matches
 from hodei.services.loghub import LogHub, Subscription
 from hodei.store.jobs import JobRepository
 from hodei.store.logs import LogQuery, LogRepository
@@ -43,19 +43,14 @@ class LogService:
         lines = await self._logs.read(query)
         return lines, job.state.is_final
 
-    async def follow(self, query: LogQuery, *, follow: bool) -> AsyncIterator[list[LogRecord]]:
-        """Lines after ``query.after_sequence`` in batches: history from PostgreSQL, then (with
-        ``follow``) live lines as they are stored, until the job has ended and every line was
-        sent. Gapless and without repeats: a live batch that does not continue the sequence
-        sends the reader back to PostgreSQL to catch up."""
+    async def follow(self, query: LogQuery, *, follow: bool) -> AsyncIterator[LogChunk]:
+        """Lines after ``query.after_sequence`` in chunks (not filtered: see ``selected``):
+        history from PostgreSQL, then (with ``follow``) live chunks as they are stored, until
+        the job has ended and every line was sent. Gapless and without repeats: a live chunk
+        that does not continue the sequence sends the reader back to PostgreSQL to catch up."""
         job = await self._jobs.get(query.job_id)
         limit = checked_limit(query.limit)
-        history = replace(query, job_id=job.id, limit=limit, levels=(), contains="")
         last = query.after_sequence
-
-        def wanted(batch: Sequence[LogRecord]) -> list[LogRecord]:
-            return [r for r in batch if line_matches(r, query.levels, query.contains)]
-
         with (
             self._hub.subscribe(job.id) as live,
             self._notifier.watch(LOGS_CHANNEL, job.id) as stored_elsewhere,
@@ -69,32 +64,39 @@ class LogService:
                 ended = (await self._jobs.get(job.id)).state.is_final
                 # The worker sends every line before its result, so once the job has ended a
                 # read that comes back short has seen the whole log.
-                batch = await self._logs.read(replace(history, after_sequence=last))
-                if batch:
-                    last = batch[-1].sequence
-                    if selected := wanted(batch):
-                        yield selected
-                    if len(batch) == limit:
-                        continue
+                chunks = await self._logs.read_chunks(job.id, last, limit)
+                for chunk in chunks:
+                    last = chunk.last_sequence
+                    yield chunk
+                if sum(chunk.count for chunk in chunks) == limit:
+                    continue
                 if ended or not follow:
                     return
                 while (
-                    got := await _next_live(live, stored_elsewhere, job_changed, last)
+                    got := await _next_live(live, stored_elsewhere, job_changed, last, self._logs.origin)
                 ) is not None:
-                    if got[-1].sequence <= last:
+                    if got.last_sequence <= last:
                         continue
-                    if got[0].sequence > last + 1:
+                    if got.first_sequence > last + 1:
                         break  # a gap (this reader lagged): catch up from PostgreSQL
-                    fresh = [r for r in got if r.sequence > last]
-                    last = fresh[-1].sequence
-                    if selected := wanted(fresh):
-                        yield selected
+                    fresh = got.after(last)
+                    assert fresh is not None
+                    last = fresh.last_sequence
+                    yield fresh
+
+
+def selected(chunk: LogChunk, query: LogQuery) -> list[LogRecord]:
+    """The lines of ``chunk`` that pass the query's level and text filters."""
+    records = chunk.records()
+    if not query.filtered:
+        return records
+    return [r for r in records if line_matches(r, query.levels, query.contains)]
 
 
 async def _next_live(
-    live: Subscription, stored_elsewhere: Watch, job_changed: Watch, last: int
-) -> Sequence[LogRecord] | None:
-    """The next live batch, or None when the reader should look at PostgreSQL again: it
+    live: Subscription, stored_elsewhere: Watch, job_changed: Watch, last: int, origin: str
+) -> LogChunk | None:
+    """The next live chunk, or None when the reader should look at PostgreSQL again: it
     lagged, another server stored lines past ``last``, the job changed state, or the poll
     interval passed."""
     while True:
@@ -106,8 +108,10 @@ async def _next_live(
             return None
         if stored_elsewhere.is_set():
             stored_elsewhere.clear()
-            # "job_id:last_sequence": lines this server stored come through the hub anyway.
-            if int(stored_elsewhere.payload.partition(":")[2] or 0) > last:
+            # "job_id:last_sequence:origin": what this server stored comes through the hub.
+            _, _, detail = stored_elsewhere.payload.partition(":")
+            through, _, stored_by = detail.partition(":")
+            if stored_by != origin and int(through or 0) > last:
                 return None
         getter = asyncio.create_task(live.queue.get())
         waiters = [

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from hodei.domain.logs import LogRecord
+from hodei.domain.logs import LogChunk
 from hodei.domain.retries import AttemptOutcome
 from hodei.domain.workers import WorkerInfo, WorkerState
 from hodei.scheduler.catalog import CapacityCatalog
@@ -195,16 +195,14 @@ class WorkerService:
         session.send(AckCommand(job_id, attempt, started=True))
 
     async def logs_received(
-        self, session: WorkerSession, job_id: str, attempt: int, lines: Sequence[LogRecord]
+        self, session: WorkerSession, job_id: str, attempt: int, chunk: LogChunk
     ) -> None:
-        """Store a batch (idempotently) and acknowledge it."""
-        if not lines:
-            return
-        await self._logs.append(
-            worker_id=session.worker_id, job_id=job_id, attempt=attempt, lines=lines
+        """Store a chunk (idempotently), hand it to live readers and acknowledge it."""
+        await self._logs.append_chunk(
+            worker_id=session.worker_id, job_id=job_id, attempt=attempt, chunk=chunk
         )
-        self._hub.publish(job_id, lines)
-        session.send(AckCommand(job_id, attempt, logs_through=lines[-1].sequence))
+        self._hub.publish(job_id, chunk)
+        session.send(AckCommand(job_id, attempt, logs_through=chunk.last_sequence))
 
     async def job_finished(self, session: WorkerSession, outcome: JobOutcome) -> None:
         """Record the end of an attempt, free its capacity and acknowledge it."""

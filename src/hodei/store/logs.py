@@ -1,20 +1,20 @@
-"""Job logs in PostgreSQL: idempotent bulk appends fenced by attempt, and paged reads."""
+"""Job logs in PostgreSQL: chunks of lines appended idempotently and fenced by attempt, and
+paged reads. (``job_logs`` is a view with one row per line, for people writing SQL.)"""
 
 from __future__ import annotations
 
-import json
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
 from hodei.domain.errors import StaleAttemptError
-from hodei.domain.logs import LogLevel, LogRecord, LogStream
+from hodei.domain.logs import LogChunk, LogLevel, LogRecord, LogStream
 from hodei.store.database import Database
 from hodei.store.jobs import parse_job_id
 
-_STREAM_NAMES = {LogStream.STDOUT: "stdout", LogStream.STDERR: "stderr"}
-_STREAMS_BY_NAME = {name: stream for stream, name in _STREAM_NAMES.items()}
-_LEVEL_NAMES = {level: level.name for level in LogLevel}
+# Chunks fetched per round trip when reading.
+_READ_CHUNKS = 8
 
 
 @dataclass(frozen=True)
@@ -27,72 +27,114 @@ class LogQuery:
     levels: tuple[LogLevel, ...] = ()
     contains: str = ""
 
+    @property
+    def filtered(self) -> bool:
+        return bool(self.levels or self.contains)
+
 
 class LogRepository:
-    """Appends and reads ``job_logs``."""
+    """Appends and reads ``job_log_chunks``."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, origin: str = "") -> None:
         self._db = db
+        # Says who stored a chunk in its notification, so that this server can ignore its own.
+        self.origin = origin or str(uuid.uuid4())
 
-    async def append(
-        self, *, worker_id: str, job_id: str, attempt: int, lines: Sequence[LogRecord]
+    async def append_chunk(
+        self, *, worker_id: str, job_id: str, attempt: int, chunk: LogChunk
     ) -> int:
-        """Store a batch from the worker that holds this attempt; returns how many were new.
+        """Store a chunk from the worker that holds this attempt; returns how many lines were new.
 
-        Lines already stored (same job and sequence) are skipped, so a resent batch is harmless.
+        Lines already stored (same job, sequence up to the newest stored) are skipped, so a
+        chunk sent again is harmless.
 
         Raises:
             StaleAttemptError: the attempt is not this worker's current one.
         """
-        row = await self._db.fetch_one(
-            "append_logs",
-            {
-                "job_id": job_id,
-                "attempt": attempt,
-                "worker_id": worker_id,
-                # One JSON document per batch: PostgreSQL unpacks it far faster than psycopg
-                # adapts six arrays element by element.
-                "rows": json.dumps(
-                    [
-                        {
-                            "s": line.sequence,
-                            "t": line.epoch_ns // 1000,
-                            "o": _STREAM_NAMES[line.stream],
-                            "v": _LEVEL_NAMES[line.level],
-                            "x": line.line,
-                            "i": line.invalid_utf8,
-                        }
-                        for line in lines
-                    ],
-                    ensure_ascii=False,
-                ),
-                "last_sequence": max(line.sequence for line in lines),
-            },
-        )
-        assert row is not None
-        if not row["fenced_ok"]:
-            raise StaleAttemptError(
-                f"attempt {attempt} of job {job_id} is not current on worker {worker_id}"
+        remaining: LogChunk | None = chunk
+        while remaining is not None:
+            row = await self._db.fetch_one(
+                "append_log_chunk",
+                {
+                    "job_id": job_id,
+                    "attempt": attempt,
+                    "worker_id": worker_id,
+                    "first_sequence": remaining.first_sequence,
+                    "last_sequence": remaining.last_sequence,
+                    "body": remaining.body,
+                    "kinds": remaining.kinds,
+                    "ts": remaining.timestamps,
+                    "notice": f"{job_id}:{remaining.last_sequence}:{self.origin}",
+                },
             )
-        return int(row["stored"])
+            assert row is not None
+            if not row["fenced_ok"]:
+                raise StaleAttemptError(
+                    f"attempt {attempt} of job {job_id} is not current on worker {worker_id}"
+                )
+            if row["stored"]:
+                return remaining.count
+            # Some lines of it are stored already: store the rest, if any.
+            stored_through = row["stored_through"]
+            if stored_through is None or stored_through < remaining.first_sequence:
+                return 0  # another server stored this very chunk meanwhile
+            remaining = remaining.after(stored_through)
+        return 0
 
-    async def delete_older_than(self, age: timedelta, batch: int = 10_000) -> int:
-        """Delete up to ``batch`` lines older than ``age``; returns how many went."""
-        async with self._db.connection() as conn:
-            cursor = await conn.execute(
-                self._db.query("delete_old_logs"), {"age": age, "batch": batch}
+    async def append(
+        self, *, worker_id: str, job_id: str, attempt: int, lines: Sequence[LogRecord]
+    ) -> int:
+        """``append_chunk`` for consecutive records of one attempt."""
+        return await self.append_chunk(
+            worker_id=worker_id, job_id=job_id, attempt=attempt, chunk=LogChunk.of(lines)
+        )
+
+    async def delete_older_than(self, age: timedelta, batch: int = 100) -> tuple[int, int]:
+        """Delete up to ``batch`` chunks stored before ``age`` ago; returns how many chunks
+        and how many lines went."""
+        row = await self._db.fetch_one("delete_old_logs", {"age": age, "batch": batch})
+        assert row is not None
+        return int(row["chunks"]), int(row["lines"])
+
+    async def read_chunks(self, job_id: str, after_sequence: int, limit: int) -> list[LogChunk]:
+        """Up to ``limit`` lines after ``after_sequence``, in order, as chunks."""
+        job = parse_job_id(job_id)
+        chunks: list[LogChunk] = []
+        wanted, after = limit, after_sequence
+        while wanted > 0:
+            rows = await self._db.fetch_all(
+                "read_log_chunks",
+                {"job_id": job, "after_sequence": after, "count": _READ_CHUNKS},
             )
-            return cursor.rowcount
+            for row in rows:
+                stored = LogChunk(
+                    row["first_sequence"], row["attempt"], row["body"], row["kinds"], row["ts"]
+                )
+                chunk = stored.after(after)
+                if chunk is None:
+                    continue
+                chunk = chunk.head(wanted)
+                chunks.append(chunk)
+                wanted -= chunk.count
+                after = chunk.last_sequence
+                if wanted == 0:
+                    break
+            if len(rows) < _READ_CHUNKS:
+                break
+        return chunks
 
     async def read(self, query: LogQuery) -> list[LogRecord]:
         """Lines after ``query.after_sequence`` in order, filtered."""
+        if not query.filtered:
+            chunks = await self.read_chunks(query.job_id, query.after_sequence, query.limit)
+            return [record for chunk in chunks for record in chunk.records()]
         rows = await self._db.fetch_all(
-            "get_logs",
+            "get_logs_filtered",
             {
                 "job_id": parse_job_id(query.job_id),
                 "after_sequence": query.after_sequence,
                 "limit": query.limit,
-                "levels": [level.name for level in query.levels] or None,
+                "levels": [level - 1 for level in query.levels] or None,
                 "contains": query.contains or None,
             },
         )
@@ -100,11 +142,11 @@ class LogRepository:
             LogRecord(
                 row["sequence"],
                 row["epoch_ns"],
-                _STREAMS_BY_NAME[row["stream"]],
-                LogLevel[row["level"]],
+                LogStream.STDERR if row["kind"] & 1 else LogStream.STDOUT,
+                (LogLevel.INFO, LogLevel.WARN, LogLevel.ERROR, LogLevel.INFO)[row["kind"] >> 1 & 3],
                 row["line"],
                 row["attempt"],
-                row["invalid_utf8"],
+                bool(row["kind"] & 8),
             )
             for row in rows
         ]

@@ -12,7 +12,8 @@ from hodei.store.logs import LogRepository
 
 log = logging.getLogger(__name__)
 
-BATCH = 10_000
+# Chunks per statement (a chunk holds up to about a thousand lines).
+BATCH = 100
 
 
 class LogRetention:
@@ -53,9 +54,9 @@ class LogRetention:
     async def purge(self) -> int:
         """Delete everything older than the retention period; returns how many lines."""
         total = 0
-        while (deleted := await self._logs.delete_older_than(self._keep, BATCH)) > 0:
-            total += deleted
-            if deleted < BATCH:
-                break
+        while True:
+            chunks, lines = await self._logs.delete_older_than(self._keep, BATCH)
+            total += lines
+            if chunks < BATCH:
+                return total
             await asyncio.sleep(0)  # let appends and everything else in between batches
-        return total

@@ -25,27 +25,29 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13hodei/v1/logs.proto\x12\x08hodei.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc7\x01\n\x07LogLine\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12-\n\ttimestamp\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x06stream\x18\x03 \x01(\x0e\x32\x13.hodei.v1.LogStream\x12!\n\x05level\x18\x04 \x01(\x0e\x32\x12.hodei.v1.LogLevel\x12\x0c\n\x04line\x18\x05 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\r\x12\x14\n\x0cinvalid_utf8\x18\x07 \x01(\x08\"G\n\x0eGetLogsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x12\r\n\x05limit\x18\x03 \x01(\x05\"`\n\x0fGetLogsResponse\x12 \n\x05lines\x18\x01 \x03(\x0b\x32\x11.hodei.v1.LogLine\x12\x15\n\rlast_sequence\x18\x02 \x01(\x03\x12\x14\n\x0cjob_finished\x18\x03 \x01(\x08\"\x83\x01\n\x14SubscribeLogsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x15\n\rfrom_sequence\x18\x02 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\"\n\x06levels\x18\x04 \x03(\x0e\x32\x12.hodei.v1.LogLevel\x12\x10\n\x08\x63ontains\x18\x05 \x01(\t\"9\n\x15SubscribeLogsResponse\x12 \n\x05lines\x18\x01 \x03(\x0b\x32\x11.hodei.v1.LogLine*?\n\tLogStream\x12\x1a\n\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\n\n\x06STDOUT\x10\x01\x12\n\n\x06STDERR\x10\x02*D\n\x08LogLevel\x12\x19\n\x15LOG_LEVEL_UNSPECIFIED\x10\x00\x12\x08\n\x04INFO\x10\x01\x12\x08\n\x04WARN\x10\x02\x12\t\n\x05\x45RROR\x10\x03\x32\xa6\x01\n\x10LogStreamService\x12>\n\x07GetLogs\x12\x18.hodei.v1.GetLogsRequest\x1a\x19.hodei.v1.GetLogsResponse\x12R\n\rSubscribeLogs\x12\x1e.hodei.v1.SubscribeLogsRequest\x1a\x1f.hodei.v1.SubscribeLogsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13hodei/v1/logs.proto\x12\x08hodei.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc7\x01\n\x07LogLine\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12-\n\ttimestamp\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x06stream\x18\x03 \x01(\x0e\x32\x13.hodei.v1.LogStream\x12!\n\x05level\x18\x04 \x01(\x0e\x32\x12.hodei.v1.LogLevel\x12\x0c\n\x04line\x18\x05 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\r\x12\x14\n\x0cinvalid_utf8\x18\x07 \x01(\x08\"d\n\x08LogChunk\x12\x16\n\x0e\x66irst_sequence\x18\x01 \x01(\x03\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x0c\n\x04\x62ody\x18\x03 \x01(\t\x12\r\n\x05kinds\x18\x04 \x01(\x0c\x12\x12\n\ntimestamps\x18\x05 \x01(\x0c\"G\n\x0eGetLogsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x12\r\n\x05limit\x18\x03 \x01(\x05\"`\n\x0fGetLogsResponse\x12 \n\x05lines\x18\x01 \x03(\x0b\x32\x11.hodei.v1.LogLine\x12\x15\n\rlast_sequence\x18\x02 \x01(\x03\x12\x14\n\x0cjob_finished\x18\x03 \x01(\x08\"\x94\x01\n\x14SubscribeLogsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x15\n\rfrom_sequence\x18\x02 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\"\n\x06levels\x18\x04 \x03(\x0e\x32\x12.hodei.v1.LogLevel\x12\x10\n\x08\x63ontains\x18\x05 \x01(\t\x12\x0f\n\x07\x63hunked\x18\x06 \x01(\x08\"]\n\x15SubscribeLogsResponse\x12 \n\x05lines\x18\x01 \x03(\x0b\x32\x11.hodei.v1.LogLine\x12\"\n\x06\x63hunks\x18\x02 \x03(\x0b\x32\x12.hodei.v1.LogChunk*?\n\tLogStream\x12\x1a\n\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\n\n\x06STDOUT\x10\x01\x12\n\n\x06STDERR\x10\x02*D\n\x08LogLevel\x12\x19\n\x15LOG_LEVEL_UNSPECIFIED\x10\x00\x12\x08\n\x04INFO\x10\x01\x12\x08\n\x04WARN\x10\x02\x12\t\n\x05\x45RROR\x10\x03\x32\xa6\x01\n\x10LogStreamService\x12>\n\x07GetLogs\x12\x18.hodei.v1.GetLogsRequest\x1a\x19.hodei.v1.GetLogsResponse\x12R\n\rSubscribeLogs\x12\x1e.hodei.v1.SubscribeLogsRequest\x1a\x1f.hodei.v1.SubscribeLogsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hodei.v1.logs_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LOGSTREAM']._serialized_start=632
-  _globals['_LOGSTREAM']._serialized_end=695
-  _globals['_LOGLEVEL']._serialized_start=697
-  _globals['_LOGLEVEL']._serialized_end=765
+  _globals['_LOGSTREAM']._serialized_start=787
+  _globals['_LOGSTREAM']._serialized_end=850
+  _globals['_LOGLEVEL']._serialized_start=852
+  _globals['_LOGLEVEL']._serialized_end=920
   _globals['_LOGLINE']._serialized_start=67
   _globals['_LOGLINE']._serialized_end=266
-  _globals['_GETLOGSREQUEST']._serialized_start=268
-  _globals['_GETLOGSREQUEST']._serialized_end=339
-  _globals['_GETLOGSRESPONSE']._serialized_start=341
-  _globals['_GETLOGSRESPONSE']._serialized_end=437
-  _globals['_SUBSCRIBELOGSREQUEST']._serialized_start=440
-  _globals['_SUBSCRIBELOGSREQUEST']._serialized_end=571
-  _globals['_SUBSCRIBELOGSRESPONSE']._serialized_start=573
-  _globals['_SUBSCRIBELOGSRESPONSE']._serialized_end=630
-  _globals['_LOGSTREAMSERVICE']._serialized_start=768
-  _globals['_LOGSTREAMSERVICE']._serialized_end=934
+  _globals['_LOGCHUNK']._serialized_start=268
+  _globals['_LOGCHUNK']._serialized_end=368
+  _globals['_GETLOGSREQUEST']._serialized_start=370
+  _globals['_GETLOGSREQUEST']._serialized_end=441
+  _globals['_GETLOGSRESPONSE']._serialized_start=443
+  _globals['_GETLOGSRESPONSE']._serialized_end=539
+  _globals['_SUBSCRIBELOGSREQUEST']._serialized_start=542
+  _globals['_SUBSCRIBELOGSREQUEST']._serialized_end=690
+  _globals['_SUBSCRIBELOGSRESPONSE']._serialized_start=692
+  _globals['_SUBSCRIBELOGSRESPONSE']._serialized_end=785
+  _globals['_LOGSTREAMSERVICE']._serialized_start=923
+  _globals['_LOGSTREAMSERVICE']._serialized_end=1089
 # @@protoc_insertion_point(module_scope)

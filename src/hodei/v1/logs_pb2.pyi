@@ -98,6 +98,46 @@ class LogLine(_message.Message):
 Global___LogLine: _TypeAlias = LogLine  # noqa: Y015
 
 @_typing.final
+class LogChunk(_message.Message):
+    """Consecutive lines of one attempt in columns: the fast form, for readers of busy logs. Lines
+    first_sequence, first_sequence + 1, ... (as many as kinds has bytes).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIRST_SEQUENCE_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
+    KINDS_FIELD_NUMBER: _builtins.int
+    TIMESTAMPS_FIELD_NUMBER: _builtins.int
+    first_sequence: _builtins.int
+    attempt: _builtins.int
+    body: _builtins.str
+    """the lines joined by "\\n" (a line never holds a newline)"""
+    kinds: _builtins.bytes
+    """One byte per line: bit 0 set for stderr; bits 1-2 the level (0 INFO, 1 WARN, 2 ERROR);
+    bit 3 set when the raw bytes were not UTF-8.
+    """
+    timestamps: _builtins.bytes
+    """one big-endian int64 per line: microseconds since the Unix epoch"""
+    def __init__(
+        self,
+        *,
+        first_sequence: _builtins.int = ...,
+        attempt: _builtins.int = ...,
+        body: _builtins.str = ...,
+        kinds: _builtins.bytes = ...,
+        timestamps: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "body", b"body", "first_sequence", b"first_sequence", "kinds", b"kinds", "timestamps", b"timestamps"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogChunk: _TypeAlias = LogChunk  # noqa: Y015
+
+@_typing.final
 class GetLogsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -161,6 +201,7 @@ class SubscribeLogsRequest(_message.Message):
     FOLLOW_FIELD_NUMBER: _builtins.int
     LEVELS_FIELD_NUMBER: _builtins.int
     CONTAINS_FIELD_NUMBER: _builtins.int
+    CHUNKED_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     from_sequence: _builtins.int
     """the first sequence wanted; 0 or 1 for the whole log"""
@@ -168,6 +209,10 @@ class SubscribeLogsRequest(_message.Message):
     """keep streaming until the job ends"""
     contains: _builtins.str
     """case-insensitive substring filter"""
+    chunked: _builtins.bool
+    """Send LogChunks instead of LogLines (ignored with levels or contains): far cheaper for both
+    sides on a busy log. `hodei logs` asks for it.
+    """
     @_builtins.property
     def levels(self) -> _containers.RepeatedScalarFieldContainer[Global___LogLevel.ValueType]:
         """empty means every level"""
@@ -180,10 +225,11 @@ class SubscribeLogsRequest(_message.Message):
         follow: _builtins.bool = ...,
         levels: _abc.Iterable[Global___LogLevel.ValueType] | None = ...,
         contains: _builtins.str = ...,
+        chunked: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["contains", b"contains", "follow", b"follow", "from_sequence", b"from_sequence", "job_id", b"job_id", "levels", b"levels"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunked", b"chunked", "contains", b"contains", "follow", b"follow", "from_sequence", b"from_sequence", "job_id", b"job_id", "levels", b"levels"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -194,16 +240,22 @@ class SubscribeLogsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     LINES_FIELD_NUMBER: _builtins.int
+    CHUNKS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogLine]: ...
+    @_builtins.property
+    def chunks(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogChunk]:
+        """when the request asked for chunked"""
+
     def __init__(
         self,
         *,
         lines: _abc.Iterable[Global___LogLine] | None = ...,
+        chunks: _abc.Iterable[Global___LogChunk] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["lines", b"lines"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks", "lines", b"lines"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -219,20 +219,20 @@ class LogBatch(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REF_FIELD_NUMBER: _builtins.int
-    LINES_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def ref(self) -> Global___AttemptRef: ...
     @_builtins.property
-    def lines(self) -> _containers.RepeatedCompositeFieldContainer[_logs_pb2.LogLine]: ...
+    def chunk(self) -> _logs_pb2.LogChunk: ...
     def __init__(
         self,
         *,
         ref: Global___AttemptRef | None = ...,
-        lines: _abc.Iterable[_logs_pb2.LogLine] | None = ...,
+        chunk: _logs_pb2.LogChunk | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "ref", b"ref"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["lines", b"lines", "ref", b"ref"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "ref", b"ref"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -28,7 +28,7 @@ from google.protobuf import timestamp_pb2
 from hodei import __version__
 from hodei.api.grpc import convert
 from hodei.domain.jobs import CommandType, normalize_arch
-from hodei.domain.logs import LogRecord
+from hodei.domain.logs import LogChunk
 from hodei.domain.states import JobState
 from hodei.v1 import jobs_pb2, worker_pb2, worker_pb2_grpc
 from hodei.worker.capture import BatchLimits, LogBatcher, SecretMasker
@@ -302,10 +302,8 @@ class WorkerAgent:
             tempfile.mkdtemp(prefix=f"hodei-job-{ref.job_id[:8]}-", dir=self._config.work_dir)
         )
 
-        async def send(lines: list[LogRecord]) -> None:
-            batch = worker_pb2.LogBatch(
-                ref=ref, lines=[convert.log_line_to_proto(line) for line in lines]
-            )
+        async def send(chunk: LogChunk) -> None:
+            batch = worker_pb2.LogBatch(ref=ref, chunk=convert.chunk_to_proto(chunk))
             await self._outbox.put(worker_pb2.WorkerMessage(logs=batch))
 
         batcher = LogBatcher(
@@ -369,7 +367,7 @@ class WorkerAgent:
         if attempt.cancel_grace is not None:
             return ExecutionResult(JobState.CANCELLED, None, "cancelled before it started")
         try:
-            execution = await self._runtime.start(launch, batcher.add_lines)
+            execution = await self._runtime.start(launch, batcher.add_block)
         except LaunchError as exc:
             return ExecutionResult(JobState.FAILED, None, str(exc))
         attempt.execution = execution

@@ -23,7 +23,8 @@ def ack_key(message: worker_pb2.WorkerMessage) -> Key | None:
         return ("started", ref.job_id, ref.attempt, 0)
     if kind == "logs":
         ref = message.logs.ref
-        return ("logs", ref.job_id, ref.attempt, message.logs.lines[-1].sequence)
+        chunk = message.logs.chunk
+        return ("logs", ref.job_id, ref.attempt, chunk.first_sequence + len(chunk.kinds) - 1)
     if kind == "result":
         ref = message.result.ref
         return ("result", ref.job_id, ref.attempt, 0)

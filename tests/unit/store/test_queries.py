@@ -18,7 +18,7 @@ def test_duplicate_names_are_refused() -> None:
 
 def test_the_package_queries_load() -> None:
     queries = load_queries()
-    assert {"insert_job", "claim_jobs", "finish_job", "append_logs"} <= queries.keys()
+    assert {"insert_job", "claim_jobs", "finish_job", "append_log_chunk"} <= queries.keys()
     assert "SKIP LOCKED" in queries["claim_jobs"]
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 
-from hodei.domain.logs import LogLevel, LogRecord, LogStream
+from hodei.domain.logs import LogChunk, LogLevel, LogRecord, LogStream
 from hodei.worker.capture import (
     BatchLimits,
     LogBatcher,
@@ -25,14 +25,15 @@ def test_secrets_are_masked_longest_first() -> None:
 
 class Collector:
     def __init__(self) -> None:
-        self.batches: list[list[LogRecord]] = []
+        self.batches: list[LogChunk] = []
 
-    async def __call__(self, batch: list[LogRecord]) -> None:
-        self.batches.append(batch)
+    async def __call__(self, chunk: LogChunk) -> None:
+        chunk.check()
+        self.batches.append(chunk)
 
     @property
     def lines(self) -> list[LogRecord]:
-        return [line for batch in self.batches for line in batch]
+        return [line for chunk in self.batches for line in chunk.records()]
 
 
 async def test_lines_are_numbered_levelled_masked_and_batched_by_size() -> None:
@@ -84,8 +85,8 @@ async def feed(chunks: list[bytes]) -> list[bytes]:
     reader.feed_eof()
     seen: list[bytes] = []
 
-    async def sink(stream: LogStream, raws: list[bytes]) -> None:
-        seen.extend(raws)
+    async def sink(stream: LogStream, block: bytes) -> None:
+        seen.extend(block.split(b"\n"))
 
     await pump_lines(reader, LogStream.STDOUT, sink)
     return seen
@@ -103,3 +104,81 @@ async def test_lines_are_split_on_newlines_only_never_cut() -> None:
 
 async def test_empty_lines_are_lines() -> None:
     assert await feed([b"\n\nx\n"]) == [b"", b"", b"x"]
+
+
+def batcher_for(sent: Collector, **options: object) -> LogBatcher:
+    limits = BatchLimits(max_lines=1000, max_bytes=1 << 20, max_delay=60)
+    return LogBatcher(
+        sent,
+        first_sequence=1,
+        attempt=1,
+        masker=SecretMasker(options.pop("secrets", [])),  # type: ignore[arg-type]
+        limits=limits,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+async def test_a_block_is_classified_line_by_line_only_where_a_level_word_appears() -> None:
+    sent = Collector()
+    batcher = batcher_for(sent)
+    block = b"\n".join(
+        [b"plain", b"WARNING: disk", b"ok", b"Traceback (most recent call last):", b"error-free"]
+    )
+    await batcher.add_block(LogStream.STDOUT, block)
+    await batcher.close()
+    levels = [line.level for line in sent.lines]
+    assert levels == [LogLevel.INFO, LogLevel.WARN, LogLevel.INFO, LogLevel.ERROR, LogLevel.INFO]
+
+
+async def test_bad_bytes_nul_and_carriage_returns_are_handled_per_line_within_a_block() -> None:
+    sent = Collector()
+    batcher = batcher_for(sent)
+    await batcher.add_block(LogStream.STDERR, b"good\n\xffbad\nnul\x00here\n10%\r100%")
+    await batcher.close()
+    lines = sent.lines
+    assert [line.line for line in lines] == ["good", "\ufffdbad", "nul\ufffdhere", "100%"]
+    assert [line.invalid_utf8 for line in lines] == [False, True, True, False]
+    assert {line.stream for line in lines} == {LogStream.STDERR}
+    assert [line.sequence for line in lines] == [1, 2, 3, 4]
+
+
+async def test_a_secret_of_several_lines_is_masked_line_by_line() -> None:
+    sent = Collector()
+    batcher = batcher_for(sent, secrets=["first-half\nsecond-half"])
+    await batcher.add_block(LogStream.STDOUT, b"a first-half\nsecond-half b")
+    await batcher.close()
+    assert [line.line for line in sent.lines] == ["a ***", "*** b"]
+
+
+async def test_the_size_cap_keeps_whole_lines_and_says_so() -> None:
+    sent = Collector()
+    batcher = batcher_for(sent, max_bytes=10)
+    await batcher.add_block(LogStream.STDOUT, b"12345\n1234\n123")
+    await batcher.add_block(LogStream.STDOUT, b"dropped")
+    await batcher.close()
+    lines = sent.lines
+    assert [line.line for line in lines[:2]] == ["12345", "1234"]
+    assert "reached its limit of 10 bytes" in lines[2].line
+    assert (lines[2].stream, lines[2].level) == (LogStream.STDERR, LogLevel.WARN)
+    assert len(lines) == 3
+    assert batcher.truncated
+
+
+async def test_many_blocks_make_one_chunk_until_a_limit() -> None:
+    sent = Collector()
+    batcher = LogBatcher(
+        sent,
+        first_sequence=5,
+        attempt=3,
+        masker=SecretMasker([]),
+        limits=BatchLimits(max_lines=4, max_bytes=1 << 20, max_delay=60),
+    )
+    await batcher.add_block(LogStream.STDOUT, b"a\nb")
+    await batcher.add_block(LogStream.STDERR, b"c")
+    assert sent.batches == []
+    await batcher.add_block(LogStream.STDOUT, b"d\ne")
+    [chunk] = sent.batches
+    assert (chunk.first_sequence, chunk.last_sequence, chunk.attempt) == (5, 9, 3)
+    assert chunk.lines() == ["a", "b", "c", "d", "e"]
+    assert [r.stream for r in chunk.records()][2] is LogStream.STDERR
+    assert await batcher.close() == 9

@@ -8,7 +8,7 @@ from typing import Any
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from hodei.domain.jobs import Job
-from hodei.domain.logs import LogLevel, LogRecord, LogStream
+from hodei.domain.logs import LogChunk, LogLevel, LogRecord, LogStream
 from hodei.domain.states import JobState
 from hodei.domain.workers import Worker, WorkerInfo
 from hodei.store.jobs import AuditEvent
@@ -154,6 +154,27 @@ def log_line_to_proto(record: LogRecord) -> logs_pb2.LogLine:
         attempt=record.attempt,
         invalid_utf8=record.invalid_utf8,
     )
+
+
+def chunk_to_proto(chunk: LogChunk) -> logs_pb2.LogChunk:
+    return logs_pb2.LogChunk(
+        first_sequence=chunk.first_sequence,
+        attempt=chunk.attempt,
+        body=chunk.body,
+        kinds=chunk.kinds,
+        timestamps=chunk.timestamps,
+    )
+
+
+def chunk_from_proto(chunk: logs_pb2.LogChunk, attempt: int) -> LogChunk:
+    """A chunk a worker sent for ``attempt``, checked.
+
+    Raises:
+        ValidationError: its columns do not agree.
+    """
+    parsed = LogChunk(chunk.first_sequence, attempt, chunk.body, chunk.kinds, chunk.timestamps)
+    parsed.check()
+    return parsed
 
 
 _STREAMS = {s.value: s for s in LogStream}

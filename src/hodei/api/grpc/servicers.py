@@ -12,7 +12,7 @@ from hodei.api.grpc.errors import streaming, unary
 from hodei.domain.logs import LogLevel
 from hodei.services import ANONYMOUS_ACTOR
 from hodei.services.jobs import JobService
-from hodei.services.logs import LogService
+from hodei.services.logs import LogService, selected
 from hodei.services.scheduler import SchedulerService
 from hodei.store.jobs import JobFilter, parse_job_id
 from hodei.store.logs import LogQuery
@@ -102,10 +102,14 @@ class LogStreamServicer(logs_pb2_grpc.LogStreamServiceServicer):
             levels=tuple(LogLevel(level) for level in request.levels if level != 0),
             contains=request.contains,
         )
-        async for batch in self._logs.follow(query, follow=request.follow):
-            yield logs_pb2.SubscribeLogsResponse(
-                lines=[convert.log_line_to_proto(line) for line in batch]
-            )
+        chunked = request.chunked and not query.filtered
+        async for chunk in self._logs.follow(query, follow=request.follow):
+            if chunked:
+                yield logs_pb2.SubscribeLogsResponse(chunks=[convert.chunk_to_proto(chunk)])
+            elif lines := selected(chunk, query):
+                yield logs_pb2.SubscribeLogsResponse(
+                    lines=[convert.log_line_to_proto(line) for line in lines]
+                )
 
 
 class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):

@@ -168,10 +168,8 @@ class WorkerAgentServicer(worker_pb2_grpc.WorkerAgentServiceServicer):
                 )
             elif kind == "logs":
                 ref = message.logs.ref
-                lines = [
-                    convert.log_line_from_proto(line, ref.attempt) for line in message.logs.lines
-                ]
-                await self._workers.logs_received(session, ref.job_id, ref.attempt, lines)
+                chunk = convert.chunk_from_proto(message.logs.chunk, ref.attempt)
+                await self._workers.logs_received(session, ref.job_id, ref.attempt, chunk)
             elif kind == "result":
                 await self._workers.job_finished(session, _outcome(message.result))
             elif kind == "drain":

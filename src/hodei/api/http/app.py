@@ -34,6 +34,7 @@ from hodei.domain.errors import (
 from hodei.domain.logs import LogLevel, LogRecord
 from hodei.domain.states import JobState
 from hodei.services import ANONYMOUS_ACTOR
+from hodei.services.logs import selected
 from hodei.services.registry import Services
 from hodei.store.jobs import JobFilter, parse_job_id
 from hodei.store.logs import LogQuery
@@ -78,10 +79,8 @@ def _error_response(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(error)}, status_code=status, headers=headers)
 
 
-def _text_line(line: LogRecord, timestamps: bool) -> str:
-    if timestamps:
-        return f"{line.timestamp.isoformat()} {line.level.name:5} {line.line}\n"
-    return f"{line.line}\n"
+def _stamped_line(line: LogRecord) -> str:
+    return f"{line.timestamp.isoformat()} {line.level.name:5} {line.line}\n"
 
 
 def probe_routes(services: Services) -> APIRouter:
@@ -186,8 +185,11 @@ def log_routes(services: Services) -> APIRouter:
         query = LogQuery(job_id=job.id, limit=10_000)
 
         async def body() -> AsyncIterator[str]:
-            async for batch in services.logs.follow(query, follow=False):
-                yield "".join(_text_line(line, timestamps) for line in batch)
+            async for chunk in services.logs.follow(query, follow=False):
+                if timestamps:
+                    yield "".join(_stamped_line(line) for line in chunk.records())
+                else:
+                    yield chunk.body + "\n"
 
         return StreamingResponse(
             body(),
@@ -214,9 +216,10 @@ def log_routes(services: Services) -> APIRouter:
                 levels=tuple(LogLevel[name] for name in level or ()),
                 contains=q,
             )
-            async for batch in services.logs.follow(query, follow=True):
-                lines = [LogLineOut.from_record(line).model_dump(mode="json") for line in batch]
-                await websocket.send_json({"type": "lines", "lines": lines})
+            async for chunk in services.logs.follow(query, follow=True):
+                if batch := selected(chunk, query):
+                    lines = [LogLineOut.from_record(line).model_dump(mode="json") for line in batch]
+                    await websocket.send_json({"type": "lines", "lines": lines})
             job = await services.jobs.get(query.job_id)
             await websocket.send_json({"type": "end", "state": job.state.value})
             await websocket.close()

@@ -111,7 +111,8 @@ WITH worker AS MATERIALIZED (
     FROM assigned
 )
 SELECT assigned.*,
-       COALESCE((SELECT max(l.sequence) FROM job_logs l WHERE l.job_id = assigned.id), 0)
+       COALESCE((SELECT l.last_sequence FROM job_log_chunks l WHERE l.job_id = assigned.id
+                 ORDER BY l.first_sequence DESC LIMIT 1), 0)
            AS last_log_sequence,
        pg_notify('hodei_job_events', assigned.id::text) AS notified
 FROM assigned
@@ -279,43 +280,65 @@ SELECT id, attempt, worker_id,
            AS notified
 FROM requested;
 
--- append_logs --
--- Store a batch of log lines for the current attempt; lines already stored are skipped.
+-- append_log_chunk --
+-- Store a chunk of lines for the current attempt, unless lines from its first one on are stored
+-- already (a chunk sent again after a reconnect): then `stored_through` says up to where, and
+-- nothing is written. Chunks of a job arrive in order, so the newest chunk tells.
 WITH current_attempt AS (
     SELECT id FROM jobs
     WHERE id = %(job_id)s AND attempt = %(attempt)s AND worker_id = %(worker_id)s
+), newest AS (
+    SELECT last_sequence FROM job_log_chunks WHERE job_id = %(job_id)s
+    ORDER BY first_sequence DESC LIMIT 1
 ), stored AS (
-    INSERT INTO job_logs (job_id, sequence, attempt, ts, stream, level, line, invalid_utf8)
-    SELECT %(job_id)s, l.s, %(attempt)s, to_timestamp(l.t / 1e6), l.o, l.v, l.x, l.i
-    FROM current_attempt,
-         -- s: sequence, t: microseconds since the epoch, o: stream, v: level, x: the line,
-         -- i: invalid UTF-8
-         json_to_recordset(%(rows)s::json) AS l (s bigint, t bigint, o text, v text, x text,
-                                                  i boolean)
-    ON CONFLICT (job_id, sequence) DO NOTHING
+    INSERT INTO job_log_chunks (job_id, first_sequence, last_sequence, attempt, body, kinds, ts)
+    SELECT id, %(first_sequence)s, %(last_sequence)s, %(attempt)s, %(body)s, %(kinds)s, %(ts)s
+    FROM current_attempt
+    WHERE NOT EXISTS (SELECT 1 FROM newest WHERE last_sequence >= %(first_sequence)s)
+    ON CONFLICT DO NOTHING
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM current_attempt) AS fenced_ok,
        (SELECT count(*) FROM stored) AS stored,
-       pg_notify('hodei_logs', %(job_id)s::text || ':' || %(last_sequence)s::text) AS notified;
+       (SELECT last_sequence FROM newest) AS stored_through,
+       pg_notify('hodei_logs', %(notice)s) AS notified;
 
 -- delete_old_logs --
--- Up to `batch` log lines older than `age`: one short statement at a time, so that appends
--- never wait behind a long delete. Lines are never updated, so their ctid is stable.
+-- Up to `batch` chunks stored before `age` ago: one short statement at a time, so that appends
+-- never wait behind a long delete. Chunks are never updated, so their ctid is stable.
 WITH doomed AS (
-    SELECT ctid FROM job_logs WHERE ts < clock_timestamp() - %(age)s LIMIT %(batch)s
+    SELECT ctid FROM job_log_chunks WHERE stored_at < clock_timestamp() - %(age)s
+    LIMIT %(batch)s
+), deleted AS (
+    DELETE FROM job_log_chunks WHERE ctid = ANY (ARRAY(SELECT ctid FROM doomed))
+    RETURNING last_sequence - first_sequence + 1 AS lines
 )
-DELETE FROM job_logs WHERE ctid = ANY (ARRAY(SELECT ctid FROM doomed));
+SELECT count(*) AS chunks, coalesce(sum(lines), 0)::bigint AS lines FROM deleted;
 
--- get_logs --
--- A page of a job's log, by sequence, optionally filtered by level and text.
-SELECT sequence, attempt, (extract(epoch FROM ts) * 1000000)::bigint * 1000 AS epoch_ns,
-       stream, level, line, invalid_utf8
-FROM job_logs
-WHERE job_id = %(job_id)s AND sequence > %(after_sequence)s
-  AND (%(levels)s::text[] IS NULL OR level = ANY (%(levels)s::text[]))
-  AND (%(contains)s::text IS NULL OR strpos(lower(line), lower(%(contains)s)) > 0)
-ORDER BY sequence
+-- read_log_chunks --
+-- Up to `count` chunks of a job's log, from the one that holds line `after_sequence` + 1 on.
+SELECT first_sequence, attempt, body, kinds, ts FROM job_log_chunks
+WHERE job_id = %(job_id)s
+  AND first_sequence >= coalesce(
+      (SELECT max(first_sequence) FROM job_log_chunks
+       WHERE job_id = %(job_id)s AND first_sequence <= %(after_sequence)s + 1), 1)
+ORDER BY first_sequence
+LIMIT %(count)s;
+
+-- get_logs_filtered --
+-- A page of a job's log, by sequence, filtered by level and text, line by line.
+SELECT c.first_sequence + u.n - 1 AS sequence, c.attempt,
+       (extract(epoch FROM hodei_log_ts(c.ts, u.n::integer - 1)) * 1000000)::bigint * 1000
+           AS epoch_ns,
+       get_byte(c.kinds, u.n::integer - 1) AS kind, u.line
+FROM job_log_chunks c
+CROSS JOIN LATERAL unnest(hodei_log_lines(c.body)) WITH ORDINALITY AS u (line, n)
+WHERE c.job_id = %(job_id)s AND c.last_sequence > %(after_sequence)s
+  AND c.first_sequence + u.n - 1 > %(after_sequence)s
+  AND (%(levels)s::integer[] IS NULL
+       OR (get_byte(c.kinds, u.n::integer - 1) >> 1 & 3) = ANY (%(levels)s::integer[]))
+  AND (%(contains)s::text IS NULL OR strpos(lower(u.line), lower(%(contains)s)) > 0)
+ORDER BY c.first_sequence, u.n
 LIMIT %(limit)s;
 
 -- job_events --
@@ -387,7 +410,8 @@ WHERE id = %(id)s AND session_token_hash = %(session_token_hash)s AND state <> '
 -- worker_assigned_jobs --
 -- Attempts given to a worker that it has not reported started: sent again when it reconnects.
 SELECT jobs.*,
-       COALESCE((SELECT max(l.sequence) FROM job_logs l WHERE l.job_id = jobs.id), 0)
+       COALESCE((SELECT l.last_sequence FROM job_log_chunks l WHERE l.job_id = jobs.id
+                 ORDER BY l.first_sequence DESC LIMIT 1), 0)
            AS last_log_sequence
 FROM jobs WHERE worker_id = %(id)s AND state = 'ASSIGNED';
 

@@ -106,20 +106,52 @@ CREATE TABLE job_attempts (
     PRIMARY KEY (job_id, attempt)
 );
 
-CREATE TABLE job_logs (
+CREATE TABLE job_log_chunks (
     job_id uuid NOT NULL,
-    sequence bigint NOT NULL,
+    first_sequence bigint NOT NULL CHECK (first_sequence >= 1),
+    last_sequence bigint NOT NULL CHECK (last_sequence >= first_sequence),
     attempt integer NOT NULL,
-    ts timestamptz NOT NULL,
-    stream text NOT NULL CHECK (stream IN ('stdout', 'stderr')),
-    level text NOT NULL CHECK (level IN ('INFO', 'WARN', 'ERROR')),
-    line text NOT NULL,
-    invalid_utf8 boolean NOT NULL DEFAULT false,
-    PRIMARY KEY (job_id, sequence)
+    -- The lines joined by "\n" (a line never holds a newline).
+    body text NOT NULL,
+    -- One byte per line: bit 0 stderr; bits 1-2 the level (0 INFO, 1 WARN, 2 ERROR); bit 3 the
+    -- raw bytes were not UTF-8.
+    kinds bytea NOT NULL CHECK (length(kinds) = last_sequence - first_sequence + 1),
+    -- One big-endian int64 per line: microseconds since the Unix epoch.
+    ts bytea NOT NULL CHECK (length(ts) = 8 * (last_sequence - first_sequence + 1)),
+    stored_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (job_id, first_sequence)
 );
 
--- BRIN: lines arrive in time order, so a tiny index finds the old ones without slowing appends.
-CREATE INDEX job_logs_ts ON job_logs USING brin (ts);
+ALTER TABLE job_log_chunks ALTER COLUMN body SET COMPRESSION lz4;
+
+-- BRIN: chunks arrive in time order, so a tiny index finds the old ones without slowing appends.
+CREATE INDEX job_log_chunks_stored_at ON job_log_chunks USING brin (stored_at);
+
+-- The lines of a chunk's body ('' is one empty line, not none).
+CREATE FUNCTION hodei_log_lines(body text) RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE WHEN body = '' THEN ARRAY[''] ELSE string_to_array(body, E'\n') END;
+
+-- The timestamp of line `i` (from 0) of a chunk.
+CREATE FUNCTION hodei_log_ts(ts bytea, i integer) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN timestamptz 'epoch'
+    + ('x' || encode(substring(ts FROM 8 * i + 1 FOR 8), 'hex'))::bit(64)::bigint
+      * interval '1 microsecond';
+
+CREATE VIEW job_logs AS
+SELECT c.job_id,
+       c.first_sequence + u.n - 1 AS sequence,
+       c.attempt,
+       hodei_log_ts(c.ts, u.n::integer - 1) AS ts,
+       CASE WHEN get_byte(c.kinds, u.n::integer - 1) & 1 = 1 THEN 'stderr' ELSE 'stdout' END
+           AS stream,
+       (ARRAY['INFO', 'WARN', 'ERROR'])[(get_byte(c.kinds, u.n::integer - 1) >> 1 & 3) + 1]
+           AS level,
+       u.line,
+       get_byte(c.kinds, u.n::integer - 1) & 8 <> 0 AS invalid_utf8
+FROM job_log_chunks c
+CROSS JOIN LATERAL unnest(hodei_log_lines(c.body)) WITH ORDINALITY AS u (line, n);
 
 CREATE TABLE audit_logs (
     id bigserial PRIMARY KEY,
