@@ -803,8 +803,9 @@ class StoredProgress:
     async def _listen(self, conn: psycopg.AsyncConnection[Any]) -> None:
         async for notification in conn.notifies():
             now = time.time_ns()
-            job, _, last = notification.payload.partition(":")
-            sequence = int(last or 0)
+            # "job_id:last_sequence:origin"
+            job, _, detail = notification.payload.partition(":")
+            sequence = int(detail.partition(":")[0] or 0)
             if job in self.recorded:
                 self.stored.append((now, job, sequence))
             if job != self.watched:
@@ -831,7 +832,8 @@ class StoredProgress:
 async def max_sequence(url: str, job_id: str) -> int:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         cursor = await conn.execute(
-            "SELECT coalesce(max(sequence), 0) FROM job_logs WHERE job_id = %s", (job_id,)
+            "SELECT coalesce(max(last_sequence), 0) FROM job_log_chunks WHERE job_id = %s",
+            (job_id,),
         )
         row = await cursor.fetchone()
         return int(row[0]) if row else 0
@@ -872,7 +874,7 @@ FROM jobs WHERE id = ANY (%s::uuid[]) GROUP BY 1
 STATEMENTS = """
 SELECT calls, total_exec_time AS total_ms, rows, query
 FROM pg_stat_statements
-WHERE query LIKE '%job_logs%' AND query NOT LIKE '%pg_stat_statements%'
+WHERE query LIKE '%job_log%' AND query NOT LIKE '%pg_stat_statements%'
 ORDER BY total_exec_time DESC LIMIT 5
 """
 
@@ -1551,7 +1553,7 @@ def render_throughput(t: Throughput) -> str:
                 )
                 for s in t.statements
             ],
-            "   PostgreSQL statements on job_logs (pg_stat_statements, execution only)",
+            "   PostgreSQL statements on job_log_chunks (pg_stat_statements, execution only)",
         )
     return text + render_profile(t.profile)
 
@@ -1617,7 +1619,7 @@ def render_fanout(f: Fanout) -> str:
                 )
                 for s in f.statements
             ],
-            "   PostgreSQL statements on job_logs",
+            "   PostgreSQL statements on job_log_chunks",
         )
     return text + render_profile(f.profile)
 

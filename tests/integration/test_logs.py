@@ -8,6 +8,7 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 import websockets
 
@@ -50,6 +51,37 @@ async def test_lines_are_kept_exactly(database_url: str) -> None:
         job_id = await hodei.client.queue(shell(script, command_type=PYTHON))
         assert (await hodei.wait_final(job_id)).state == jobs_pb2.SUCCEEDED
         lines = await all_lines(hodei, job_id)
+        # The same log in chunks (what `hodei logs` asks for) and through the SQL view.
+        chunks = [c async for c in hodei.client.follow_chunks(job_id, follow=False)]
+        async with await psycopg.AsyncConnection.connect(database_url) as conn:
+            cursor = await conn.execute(
+                "SELECT sequence, line, level, stream, invalid_utf8 FROM job_logs"
+                " WHERE job_id = %s ORDER BY sequence",
+                (job_id,),
+            )
+            rows = await cursor.fetchall()
+    assert [r for chunk in chunks for r in chunk.records()] == [
+        LogRecord(
+            line.sequence,
+            line.timestamp.seconds * 10**9 + line.timestamp.nanos,
+            LogStream(line.stream),
+            LogLevel(line.level),
+            line.line,
+            line.attempt,
+            line.invalid_utf8,
+        )
+        for line in lines
+    ]
+    assert rows == [
+        (
+            line.sequence,
+            line.line,
+            LogLevel(line.level).name,
+            LogStream(line.stream).name.lower(),
+            line.invalid_utf8,
+        )
+        for line in lines
+    ]
     by_text = {line.line: line for line in lines[1:]}
     assert [line.sequence for line in lines] == list(range(1, 8))
     assert len(lines[0].line) == 1_000_000  # one line, never cut

@@ -73,7 +73,9 @@ class LogService:
                 if ended or not follow:
                     return
                 while (
-                    got := await _next_live(live, stored_elsewhere, job_changed, last, self._logs.origin)
+                    got := await _next_live(
+                        live, stored_elsewhere, job_changed, last, self._logs.origin
+                    )
                 ) is not None:
                     if got.last_sequence <= last:
                         continue

@@ -31,13 +31,24 @@ def ack_key(message: worker_pb2.WorkerMessage) -> Key | None:
     return None
 
 
-class Outbox:
-    """An ordered queue of messages with acknowledgement tracking."""
+def log_bytes(message: worker_pb2.WorkerMessage) -> int:
+    """About how much memory a message's log lines take (0 for other messages)."""
+    if message.WhichOneof("body") != "logs":
+        return 0
+    chunk = message.logs.chunk
+    return len(chunk.body) + len(chunk.kinds) + len(chunk.timestamps)
 
-    def __init__(self, max_waiting: int = 512) -> None:
+
+class Outbox:
+    """An ordered queue of messages with acknowledgement tracking, bounded by count and by the
+    bytes of log lines it holds."""
+
+    def __init__(self, max_waiting: int = 512, max_log_bytes: int = 16 * 2**20) -> None:
         self._pending: deque[worker_pb2.WorkerMessage] = deque()
         self._unacked: OrderedDict[Key, worker_pb2.WorkerMessage] = OrderedDict()
         self._max_waiting = max_waiting
+        self._max_log_bytes = max_log_bytes
+        self._log_bytes = 0
         self._changed = asyncio.Condition()
 
     def __len__(self) -> int:
@@ -46,9 +57,13 @@ class Outbox:
     async def put(self, message: worker_pb2.WorkerMessage, *, urgent: bool = False) -> None:
         """Queue a message; waits while too many are unsent or unacknowledged. An urgent one
         (a heartbeat) goes before everything waiting."""
+        weight = log_bytes(message)
         async with self._changed:
             if ack_key(message) is not None:
-                await self._changed.wait_for(lambda: len(self) < self._max_waiting)
+                await self._changed.wait_for(
+                    lambda: len(self) < self._max_waiting and self._log_bytes < self._max_log_bytes
+                )
+            self._log_bytes += weight
             if urgent:
                 self._pending.appendleft(message)
             else:
@@ -88,7 +103,7 @@ class Outbox:
                     for k in self._unacked
                     if k[:3] == ("logs", ref.job_id, ref.attempt) and k[3] <= ack.logs_through
                 ]:
-                    del self._unacked[key]
+                    self._log_bytes -= log_bytes(self._unacked.pop(key))
             elif what in ("started", "result"):
                 self._unacked.pop((what, ref.job_id, ref.attempt, 0), None)
             self._changed.notify_all()
@@ -97,10 +112,14 @@ class Outbox:
         """Drop everything about an attempt the server refused as stale."""
         async with self._changed:
             for key in [k for k in self._unacked if k[1:3] == (job_id, attempt)]:
-                del self._unacked[key]
-            self._pending = deque(
-                m for m in self._pending if (ack_key(m) or ("", "", 0, 0))[1:3] != (job_id, attempt)
-            )
+                self._log_bytes -= log_bytes(self._unacked.pop(key))
+            kept: deque[worker_pb2.WorkerMessage] = deque()
+            for message in self._pending:
+                if (ack_key(message) or ("", "", 0, 0))[1:3] == (job_id, attempt):
+                    self._log_bytes -= log_bytes(message)
+                else:
+                    kept.append(message)
+            self._pending = kept
             self._changed.notify_all()
 
     async def delivered(self) -> None:
