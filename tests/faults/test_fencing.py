@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import time
 
+import psutil
 import pytest
 
 from hodei.v1 import jobs_pb2
@@ -18,6 +19,7 @@ from hodei.v1 import jobs_pb2
 from .harness import (
     LEASE_TTL_S,
     Platform,
+    Server,
     check_invariants,
     gate,
     gone,
@@ -100,23 +102,32 @@ def test_a_worker_back_from_the_dead_cannot_overwrite_a_newer_attempt(
     )
 
 
+def submit_silent_first_attempt(
+    platform: Platform, server: Server, name: str
+) -> tuple[str, psutil.Process]:
+    """A job whose attempt 1 holds a lock for as long as any of its processes lives and prints
+    nothing that could be refused (only heartbeats can tell its worker that it is no longer
+    its own); a later attempt prints "alone", or "overlap" if attempt 1 still runs. Returns
+    the job and attempt 1's shell once it runs."""
+    lock = platform.root / f"{name}.lock"
+    job = platform.submit(
+        server,
+        f'exec 9>>"{lock}"; if [ "$HODEI_JOB_ATTEMPT" = 1 ]; then flock 9; echo "pid $$"; '
+        "sleep 60; fi; flock -n 9 && echo alone || echo overlap",
+        name=name,
+        retry=3,
+    )
+    [shell] = wait_for(lambda: printed_processes(platform, job), 20, "attempt 1 prints its pid")
+    return job, shell
+
+
 @pytest.mark.timeout(60)
 def test_a_worker_whose_lease_ran_out_is_handed_no_new_attempt_and_stops_the_old_one(
     platform: Platform,
 ) -> None:
     server = platform.server()
     a = platform.worker([server])
-    # Attempt 1 holds a lock for as long as any of its processes lives, and prints nothing
-    # that could be refused: only A's heartbeats can tell it that the attempt is no longer its.
-    lock = platform.root / "lock"
-    job = platform.submit(
-        server,
-        f'exec 9>>"{lock}"; if [ "$HODEI_JOB_ATTEMPT" = 1 ]; then flock 9; echo "pid $$"; '
-        "sleep 60; fi; flock -n 9 && echo alone || echo overlap",
-        name="lost",
-        retry=3,
-    )
-    [first_shell] = wait_for(lambda: printed_processes(platform, job), 20, "it prints its pid")
+    job, first_shell = submit_silent_first_attempt(platform, server, "lost")
     a.send(signal.SIGSTOP)
     try:
         wait_for(
@@ -151,15 +162,7 @@ def test_a_worker_that_missed_the_end_of_its_attempt_stops_it_when_it_comes_back
     reaped it with no stream to A); A learns it from the answer to its first heartbeat."""
     server = platform.server()
     a = platform.worker([server])
-    lock = platform.root / "lock"
-    job = platform.submit(
-        server,
-        f'exec 9>>"{lock}"; if [ "$HODEI_JOB_ATTEMPT" = 1 ]; then flock 9; echo "pid $$"; '
-        "sleep 60; fi; flock -n 9 && echo alone || echo overlap",
-        name="missed",
-        retry=3,
-    )
-    [first_shell] = wait_for(lambda: printed_processes(platform, job), 20, "it prints its pid")
+    job, first_shell = submit_silent_first_attempt(platform, server, "missed")
     a.send(signal.SIGSTOP)
     try:
         server.kill()
