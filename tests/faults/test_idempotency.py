@@ -189,3 +189,33 @@ def test_the_server_acknowledges_duplicates_and_applies_them_once(platform: Plat
     ]
     assert len(running) == 1
     check_invariants(platform, {job: "SUCCEEDED"})
+
+
+@pytest.mark.timeout(60)
+def test_a_malformed_log_chunk_is_refused_and_stores_nothing(platform: Platform) -> None:
+    server = platform.server()
+    worker = FakeWorker(server.address, platform.worker_tokens(1)[0])
+    try:
+        wait_for(lambda: platform.worker_state(worker.worker_id) == "READY", 10, "READY")
+        job = platform.submit(server, "echo never", name="malformed")
+        ref = worker.expect("run").run.ref
+        good = chunk_to_proto(LogChunk.of([record(1, "fine")]))
+        worker.send(worker_pb2.WorkerMessage(logs=worker_pb2.LogBatch(ref=ref, chunk=good)))
+        assert worker.expect("ack").ack.logs_through == 1
+        # Two lines of text, one kind and one timestamp: the columns disagree.
+        bad = chunk_to_proto(LogChunk(2, 1, "two\nlines", b"\x00", bytes(8)))
+        worker.send(worker_pb2.WorkerMessage(logs=worker_pb2.LogBatch(ref=ref, chunk=bad)))
+        deadline = time.monotonic() + 10
+        while (message := worker.incoming.get(timeout=deadline - time.monotonic())).WhichOneof(
+            "body"
+        ) != "rejection":
+            pass
+        assert message.rejection.ref.job_id == job
+        assert "malformed logs" in message.rejection.reason
+        assert "2 line(s) of text for 1 kind(s)" in message.rejection.reason
+        # The stream is still open: the worker goes on.
+        worker.send(worker_pb2.WorkerMessage(logs=worker_pb2.LogBatch(ref=ref, chunk=good)))
+        assert worker.expect("ack").ack.logs_through == 1
+    finally:
+        worker.close()
+    assert platform.lines(job) == ["fine"]

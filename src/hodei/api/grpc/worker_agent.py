@@ -180,6 +180,12 @@ class WorkerAgentServicer(worker_pb2_grpc.WorkerAgentServiceServicer):
             ref = getattr(getattr(message, kind), "ref", worker_pb2.AttemptRef())
             log.debug("refused %s from worker %s: %s", kind, session.worker_id, error)
             session.send(RejectCommand(ref.job_id, ref.attempt, str(error)))
+        except ValidationError as error:
+            # A worker that breaks the protocol: refuse the message, so that it does not send
+            # it again for ever; the attempt stops and, unreported, ends when its lease does.
+            ref = getattr(getattr(message, kind), "ref", worker_pb2.AttemptRef())
+            log.error("malformed %s from worker %s: %s", kind, session.worker_id, error)
+            session.send(RejectCommand(ref.job_id, ref.attempt, f"malformed {kind}: {error}"))
 
 
 _OUTCOMES = {
