@@ -16,6 +16,7 @@ import uvicorn
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from hodei.api.grpc.providers import ProviderManagementServicer
 from hodei.api.grpc.servicers import JobExecutionServicer, LogStreamServicer, SchedulerServicer
 from hodei.api.grpc.worker_agent import WorkerAgentServicer
 from hodei.api.http.app import create_app
@@ -30,15 +31,18 @@ from hodei.scheduler.sessions import SessionRegistry
 from hodei.services.jobs import JobService
 from hodei.services.loghub import LogHub
 from hodei.services.logs import LogService
+from hodei.services.metrics import MetricsService
+from hodei.services.providers import ProviderService
 from hodei.services.registry import Services
 from hodei.services.scheduler import SchedulerService
 from hodei.services.workers import WorkerProtocolConfig, WorkerService
 from hodei.store.database import Database
 from hodei.store.jobs import JobRepository
 from hodei.store.logs import LogRepository
+from hodei.store.metrics import MetricsRepository
 from hodei.store.migrations import migrate
-from hodei.store.notify import CANCELS_CHANNEL, JOBS_CHANNEL, Notifier
-from hodei.store.providers import ProviderRepository
+from hodei.store.notify import CANCELS_CHANNEL, JOBS_CHANNEL, PROVIDERS_CHANNEL, Notifier
+from hodei.store.providers import ProviderRepository, ProviderStore
 from hodei.store.retention import LogRetention
 from hodei.store.workers import WorkerRepository
 from hodei.v1 import (
@@ -46,6 +50,8 @@ from hodei.v1 import (
     jobs_pb2_grpc,
     logs_pb2,
     logs_pb2_grpc,
+    providers_pb2,
+    providers_pb2_grpc,
     scheduler_pb2,
     scheduler_pb2_grpc,
     worker_pb2,
@@ -59,6 +65,7 @@ SERVICE_NAMES = (
     logs_pb2.DESCRIPTOR.services_by_name["LogStreamService"].full_name,
     scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name,
     worker_pb2.DESCRIPTOR.services_by_name["WorkerAgentService"].full_name,
+    providers_pb2.DESCRIPTOR.services_by_name["ProviderManagementService"].full_name,
 )
 
 
@@ -108,6 +115,7 @@ class HodeiServer:
         self._grpc: grpc.aio.Server | None = None
         self._http: _EmbeddedUvicorn | None = None
         self._http_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         """Migrate, connect, start the scheduler and providers, then open both ports."""
@@ -135,9 +143,24 @@ class HodeiServer:
         )
         manager = ProviderManager(providers, self._provider_context(workers))
         catalog = CapacityCatalog(workers, manager.profiles)
+        metrics = MetricsRepository(db)
         worker_service = WorkerService(
-            workers, jobs, logs, sessions, dispatcher, catalog, cfg.protocol, hub
+            workers, jobs, logs, sessions, dispatcher, catalog, cfg.protocol, hub, metrics
         )
+
+        async def apply_providers() -> None:
+            """This server's providers follow the table at once; the others when told."""
+            await manager.reconcile()
+            catalog.invalidate()
+            await db.fetch_all("notify_providers")
+
+        def providers_changed(_payload: str) -> None:
+            task = asyncio.create_task(manager.reconcile())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            catalog.invalidate()
+
+        notifier.on(PROVIDERS_CHANNEL, providers_changed)
         job_service = JobService(
             jobs, catalog, dispatcher, sessions, notifier, cancel_grace=cfg.protocol.cancel_grace
         )
@@ -147,6 +170,8 @@ class HodeiServer:
             logs=LogService(jobs, logs, notifier, hub),
             scheduler=SchedulerService(workers),
             workers=worker_service,
+            providers=ProviderService(ProviderStore(db), apply_providers),
+            metrics=MetricsService(metrics, workers),
             check_ready=db.ping,
         )
         await self._start_grpc(services)
@@ -208,6 +233,9 @@ class HodeiServer:
         )
         worker_pb2_grpc.add_WorkerAgentServiceServicer_to_server(
             WorkerAgentServicer(services.workers), server
+        )
+        providers_pb2_grpc.add_ProviderManagementServiceServicer_to_server(
+            ProviderManagementServicer(services.providers), server
         )
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -43,3 +43,6 @@ class Worker:
     running_jobs: int
     registered_at: datetime
     last_heartbeat_at: datetime
+    # As its last heartbeat said (None until one did).
+    cpu_percent: float | None = None
+    memory_used_mb: int | None = None

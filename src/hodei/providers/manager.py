@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from hodei.domain.placement import WorkerProfile
@@ -20,22 +21,36 @@ class ProviderManager:
         self._repository = repository
         self._context = context
         self._providers: list[Provider] = []
+        self._lock = asyncio.Lock()
 
     async def start(self) -> None:
         """Start every enabled provider this server knows how to run."""
-        for config in await self._repository.list():
-            if not config.enabled:
-                continue
-            if config.type is not ProviderType.LOCAL:
-                log.warning(
-                    "provider %s of type %s is enabled but this server cannot run that type yet",
-                    config.name,
-                    config.type.value,
-                )
-                continue
-            provider = LocalProvider(config, self._context)
-            await provider.start()
-            self._providers.append(provider)
+        await self.reconcile()
+
+    async def reconcile(self) -> None:
+        """Run what the ``providers`` table says: start the providers enabled since, stop the
+        ones disabled or deleted, restart the ones whose settings changed."""
+        async with self._lock:
+            wanted = {c.name: c for c in await self._repository.list() if c.enabled}
+            for provider in list(self._providers):
+                if wanted.get(provider.config.name) != provider.config:
+                    log.info("stopping provider %s", provider.config.name)
+                    await provider.stop()
+                    self._providers.remove(provider)
+            running = {p.config.name for p in self._providers}
+            for config in wanted.values():
+                if config.name in running:
+                    continue
+                if config.type is not ProviderType.LOCAL:
+                    log.warning(
+                        "provider %s of type %s is enabled but this server cannot run it yet",
+                        config.name,
+                        config.type.value,
+                    )
+                    continue
+                provider = LocalProvider(config, self._context)
+                await provider.start()
+                self._providers.append(provider)
 
     async def stop(self) -> None:
         """Stop every provider (and so every worker they started)."""

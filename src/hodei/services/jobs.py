@@ -158,6 +158,15 @@ class JobService:
         if attempt.isdigit():
             self.forward_cancel(job_id, int(attempt), worker_id)
 
+    async def events(self, job_id: str) -> list[AuditEvent]:
+        """The job's audit trail, oldest first.
+
+        Raises:
+            NotFoundError: no such job.
+        """
+        job = await self._jobs.get(job_id)
+        return await self._jobs.events(job.id)
+
     async def watch(self, job_id: str) -> AsyncIterator[tuple[AuditEvent, JobState | None]]:
         """The job's events so far, then each new one, until the job is in a final state."""
         job = await self._jobs.get(job_id)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from hodei.services.jobs import JobService
 from hodei.services.logs import LogService
+from hodei.services.metrics import MetricsService
+from hodei.services.providers import ProviderService
 from hodei.services.scheduler import SchedulerService
 from hodei.services.workers import WorkerService
 
@@ -17,5 +19,7 @@ class Services:
     logs: LogService
     scheduler: SchedulerService
     workers: WorkerService
+    providers: ProviderService
+    metrics: MetricsService
     # Raises when the server cannot serve (e.g. PostgreSQL does not answer).
     check_ready: Callable[[], Awaitable[None]]

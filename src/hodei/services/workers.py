@@ -23,6 +23,7 @@ from hodei.scheduler.sessions import (
 from hodei.services.loghub import LogHub
 from hodei.store.jobs import JobRepository
 from hodei.store.logs import LogRepository
+from hodei.store.metrics import MetricsRepository, ResourceSample
 from hodei.store.workers import Registration, WorkerRepository
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class WorkerService:
         catalog: CapacityCatalog,
         config: WorkerProtocolConfig,
         hub: LogHub,
+        metrics: MetricsRepository,
     ) -> None:
         self._workers = workers
         self._jobs = jobs
@@ -75,6 +77,7 @@ class WorkerService:
         self._catalog = catalog
         self.config = config
         self._hub = hub
+        self._metrics = metrics
 
     async def register(self, otp: str, info: WorkerInfo) -> Registration:
         """Trade a one-time token for a worker id and session token."""
@@ -203,6 +206,12 @@ class WorkerService:
         )
         self._hub.publish(job_id, chunk)
         session.send(AckCommand(job_id, attempt, logs_through=chunk.last_sequence))
+
+    async def usage_received(
+        self, session: WorkerSession, samples: Sequence[ResourceSample]
+    ) -> None:
+        """Store CPU and memory samples of the worker's running jobs (not acknowledged)."""
+        await self._metrics.store_samples(session.worker_id, samples)
 
     async def job_finished(self, session: WorkerSession, outcome: JobOutcome) -> None:
         """Record the end of an attempt, free its capacity and acknowledge it."""

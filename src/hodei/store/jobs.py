@@ -75,6 +75,14 @@ def parse_job_id(value: str) -> str:
         raise ValidationError.single("job_id", f"is not a job id (a UUID): {value!r}") from None
 
 
+def is_job_id(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except (ValueError, AttributeError, TypeError):
+        return False
+    return True
+
+
 def job_from_row(row: Row) -> Job:
     """Turn a ``jobs`` row into the domain's Job."""
     spec = JobSpec(

@@ -250,6 +250,8 @@ class WorkerRepository:
                 running_jobs=int(row["running_jobs"]),
                 registered_at=row["registered_at"],
                 last_heartbeat_at=row["last_heartbeat_at"],
+                cpu_percent=row["cpu_percent"],
+                memory_used_mb=row["memory_used_mb"],
             )
             for row in rows
         ]

@@ -42,12 +42,14 @@ from hodei.worker.runtime import (
     Runtime,
     use_pidfd_child_watcher,
 )
+from hodei.worker.usage import GroupSampler
 
 log = logging.getLogger(__name__)
 
 HAND_BACK_GRACE_SECONDS = 2.0
 GOODBYE_TIMEOUT_SECONDS = 5.0
 STARTED_MEMORY = 100_000
+USAGE_INTERVAL_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,7 @@ class WorkerAgent:
         self._idle = asyncio.Event()
         self._idle.set()
         self._groups: GroupLedger | None = None
+        self._sampler = GroupSampler()
         self.worker_id = ""
 
     def info(self) -> worker_pb2.WorkerInfo:
@@ -206,6 +209,7 @@ class WorkerAgent:
             await call.write(worker_pb2.WorkerMessage(drain=worker_pb2.Drain()))
         writer = asyncio.create_task(self._write(call))
         heartbeat = asyncio.create_task(self._heartbeat())
+        usage = asyncio.create_task(self._report_usage())
         try:
             async for message in call:
                 self._connected.set()
@@ -213,6 +217,7 @@ class WorkerAgent:
         finally:
             writer.cancel()
             heartbeat.cancel()
+            usage.cancel()
             call.cancel()
             with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
                 await writer
@@ -236,6 +241,32 @@ class WorkerAgent:
             # Ahead of any backlog: a heartbeat stuck behind a resend would let leases lapse.
             await self._outbox.put(worker_pb2.WorkerMessage(heartbeat=beat), urgent=True)
             await asyncio.sleep(self._heartbeat_interval)
+
+    async def _report_usage(self) -> None:
+        """Every second, each running job's CPU and memory (while connected: a sample that
+        could not be sent at once is of no use later)."""
+        while True:
+            await asyncio.sleep(USAGE_INTERVAL_SECONDS)
+            running = {
+                a.execution.pid: a.ref for a in self._attempts.values() if a.execution is not None
+            }
+            if not running:
+                continue
+            sampled = await asyncio.to_thread(self._sampler.sample, set(running))
+            at = now_timestamp()
+            jobs = [
+                worker_pb2.JobUsage(
+                    ref=running[pgid],
+                    sampled_at=at,
+                    cpu_percent=usage.cpu_percent,
+                    memory_bytes=usage.memory_bytes,
+                )
+                for pgid, usage in sampled.items()
+                if pgid in running
+            ]
+            if jobs:
+                usage_message = worker_pb2.ResourceUsage(jobs=jobs)
+                await self._outbox.put(worker_pb2.WorkerMessage(usage=usage_message))
 
     async def _handle(self, message: worker_pb2.ServerMessage) -> None:
         kind = message.WhichOneof("body")

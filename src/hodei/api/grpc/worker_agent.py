@@ -28,6 +28,8 @@ from hodei.scheduler.sessions import (
     WorkerSession,
 )
 from hodei.services.workers import JobOutcome, WorkerProtocolConfig, WorkerService
+from hodei.store.jobs import is_job_id
+from hodei.store.metrics import ResourceSample
 from hodei.v1 import jobs_pb2, worker_pb2, worker_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -170,6 +172,19 @@ class WorkerAgentServicer(worker_pb2_grpc.WorkerAgentServiceServicer):
                 ref = message.logs.ref
                 chunk = convert.chunk_from_proto(message.logs.chunk, ref.attempt)
                 await self._workers.logs_received(session, ref.job_id, ref.attempt, chunk)
+            elif kind == "usage":
+                samples = [
+                    ResourceSample(
+                        job.ref.job_id,
+                        job.ref.attempt,
+                        convert.from_timestamp(job.sampled_at),
+                        max(job.cpu_percent, 0.0),
+                        max(job.memory_bytes, 0) / 2**20,
+                    )
+                    for job in message.usage.jobs
+                    if is_job_id(job.ref.job_id)
+                ]
+                await self._workers.usage_received(session, samples)
             elif kind == "result":
                 await self._workers.job_finished(session, _outcome(message.result))
             elif kind == "drain":

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, FastAPI, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from hodei.api.http.metrics import metric_routes
 from hodei.api.http.models import (
     JobDefinition,
     JobList,
@@ -22,6 +23,8 @@ from hodei.api.http.models import (
     StateName,
     WorkerOut,
 )
+from hodei.api.http.providers import provider_routes
+from hodei.api.http.web import mount_web
 from hodei.domain.errors import (
     AuthenticationError,
     ConflictError,
@@ -265,6 +268,14 @@ def create_app(services: Services) -> FastAPI:
         redoc_url=None,
     )
     app.add_exception_handler(HodeiError, _error_response)
-    for routes in (probe_routes, job_routes, log_routes, scheduler_routes):
+    for routes in (
+        probe_routes,
+        job_routes,
+        log_routes,
+        scheduler_routes,
+        provider_routes,
+        metric_routes,
+    ):
         app.include_router(routes(services))
+    mount_web(app)
     return app

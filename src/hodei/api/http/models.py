@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -11,6 +11,7 @@ from hodei.api.grpc.convert import SECRET_MASK
 from hodei.domain.jobs import Job
 from hodei.domain.logs import LogRecord
 from hodei.domain.workers import Worker
+from hodei.services.providers import ProviderView
 
 CommandTypeName = Literal["SHELL", "DOCKER_EXEC", "PYTHON", "NODE"]
 PriorityName = Literal["LOW", "NORMAL", "HIGH"]
@@ -176,6 +177,8 @@ class WorkerOut(BaseModel):
     labels: dict[str, str]
     registered_at: datetime
     last_heartbeat_at: datetime
+    cpu_percent: float | None = Field(description="the worker host's CPU use, last heartbeat")
+    memory_used_mb: int | None = Field(description="the worker host's memory use, last heartbeat")
 
     @classmethod
     def from_worker(cls, worker: Worker) -> WorkerOut:
@@ -197,6 +200,133 @@ class WorkerOut(BaseModel):
             labels=dict(info.labels),
             registered_at=worker.registered_at,
             last_heartbeat_at=worker.last_heartbeat_at,
+            cpu_percent=worker.cpu_percent,
+            memory_used_mb=worker.memory_used_mb,
+        )
+
+
+class EventOut(BaseModel):
+    id: int
+    occurred_at: datetime
+    event_type: str
+    actor: str
+    payload: dict[str, Any]
+
+
+class SampleOut(BaseModel):
+    at: datetime
+    attempt: int
+    cpu_percent: float = Field(description="of the job's processes; 100 is one core")
+    memory_mb: float
+
+
+class ResourcesOut(BaseModel):
+    samples: list[SampleOut]
+    job_finished: bool
+
+
+class HostOut(BaseModel):
+    cpu_count: int
+    load_1: float
+    load_5: float
+    load_15: float
+    cpu_percent: float
+    memory_total_mb: int
+    memory_used_mb: int
+
+
+class SystemOut(BaseModel):
+    host: HostOut = Field(description="the machine this server runs on")
+    workers_by_state: dict[str, int]
+
+
+class ProviderUseOut(BaseModel):
+    name: str
+    type: str
+    enabled: bool
+    workers: int
+    cpu_cores: float
+    used_cpu_cores: float
+    memory_mb: int
+    used_memory_mb: int
+    running_jobs: int
+
+
+class TrendOut(BaseModel):
+    bucket_start: datetime
+    jobs: int = Field(description="jobs that finished in the bucket")
+    succeeded: int
+    failed: int = Field(description="FAILED or TIMEOUT")
+    avg_duration_ms: float | None
+
+
+class MetricsOut(BaseModel):
+    window: Literal["day", "week"]
+    jobs_by_state: dict[str, int]
+    total_jobs: int
+    finished_jobs: int = Field(description="in the window")
+    avg_duration_ms: float | None = Field(description="of the jobs that finished in the window")
+    providers: list[ProviderUseOut]
+    trend: list[TrendOut] = Field(description="hourly for a day, 6-hourly for a week")
+
+
+ProviderTypeName = Literal["local", "docker", "kubernetes", "firecracker"]
+
+
+class ProviderIn(BaseModel):
+    """A provider's settings. ``config`` holds the type's own: local: cpu_cores, memory_mb,
+    region; docker: default_image, network (none|host), region; kubernetes: namespace,
+    kubeconfig, region; firecracker: kernel_path, rootfs_path, vcpus, memory_mb, region."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    type: ProviderTypeName
+    enabled: bool = True
+    priority: int = 0
+    min_workers: int = 0
+    max_workers: int = 2
+    idle_timeout_s: int = 300
+    config: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+
+
+class WorkerCountsOut(BaseModel):
+    total: int
+    ready: int = Field(description="ready and idle")
+    busy: int = Field(description="running at least one job")
+
+
+class ProviderOut(BaseModel):
+    id: str
+    name: str
+    type: ProviderTypeName
+    enabled: bool
+    status: Literal["ACTIVE", "DISABLED"]
+    priority: int
+    min_workers: int
+    max_workers: int
+    idle_timeout_s: int
+    config: dict[str, Any]
+    workers: WorkerCountsOut
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_view(cls, view: ProviderView) -> ProviderOut:
+        config, counts = view.stored.config, view.workers
+        return cls(
+            id=config.id,
+            name=config.name,
+            type=config.type.value,
+            enabled=config.enabled,
+            status="ACTIVE" if config.enabled else "DISABLED",
+            priority=config.priority,
+            min_workers=config.min_workers,
+            max_workers=config.max_workers,
+            idle_timeout_s=int(config.idle_timeout.total_seconds()),
+            config=dict(config.config),
+            workers=WorkerCountsOut(total=counts.total, ready=counts.ready, busy=counts.busy),
+            created_at=view.stored.created_at,
+            updated_at=view.stored.updated_at,
         )
 
 

@@ -442,6 +442,7 @@ FROM changed;
 -- retried elsewhere, ended): it must stop any of them that still runs.
 WITH beat AS (
     UPDATE workers SET last_heartbeat_at = clock_timestamp(),
+        cpu_percent = %(cpu_percent)s, memory_used_mb = %(memory_used_mb)s,
         last_audited_heartbeat_at = CASE
             WHEN last_audited_heartbeat_at < clock_timestamp() - interval '1 minute'
             THEN clock_timestamp() ELSE last_audited_heartbeat_at END
@@ -503,3 +504,139 @@ SELECT * FROM saved;
 -- list_providers --
 -- Every provider, highest priority first.
 SELECT * FROM providers ORDER BY priority DESC, name;
+
+-- get_provider --
+SELECT * FROM providers WHERE name = %(name)s;
+
+-- insert_provider --
+-- Create a provider unless one of that name exists; audited.
+WITH saved AS (
+    INSERT INTO providers (id, name, type, enabled, priority, min_workers, max_workers,
+                           idle_timeout_s, config)
+    VALUES (%(id)s, %(name)s, %(type)s, %(enabled)s, %(priority)s, %(min_workers)s,
+            %(max_workers)s, %(idle_timeout_s)s, %(config)s)
+    ON CONFLICT (name) DO NOTHING
+    RETURNING *
+), audit AS (
+    INSERT INTO audit_logs (event_type, actor, correlation_id, payload)
+    SELECT 'ProviderCreated', %(actor)s, saved.id::text,
+           jsonb_build_object('name', saved.name, 'type', saved.type, 'enabled', saved.enabled,
+                              'min_workers', saved.min_workers, 'max_workers', saved.max_workers)
+    FROM saved
+)
+SELECT * FROM saved;
+
+-- update_provider --
+-- Change a provider's settings (not its name or type's identity); audited.
+WITH saved AS (
+    UPDATE providers SET type = %(type)s, enabled = %(enabled)s, priority = %(priority)s,
+        min_workers = %(min_workers)s, max_workers = %(max_workers)s,
+        idle_timeout_s = %(idle_timeout_s)s, config = %(config)s, updated_at = clock_timestamp()
+    WHERE name = %(name)s
+    RETURNING *
+), audit AS (
+    INSERT INTO audit_logs (event_type, actor, correlation_id, payload)
+    SELECT 'ProviderUpdated', %(actor)s, saved.id::text,
+           jsonb_build_object('name', saved.name, 'type', saved.type, 'enabled', saved.enabled,
+                              'min_workers', saved.min_workers, 'max_workers', saved.max_workers,
+                              'config', saved.config)
+    FROM saved
+)
+SELECT * FROM saved;
+
+-- set_provider_enabled --
+-- Enable or disable a provider; audited (only when it changes).
+WITH before AS (
+    SELECT id, enabled FROM providers WHERE name = %(name)s FOR UPDATE
+), saved AS (
+    UPDATE providers SET enabled = %(enabled)s, updated_at = clock_timestamp()
+    FROM before WHERE providers.id = before.id AND before.enabled <> %(enabled)s
+    RETURNING providers.*
+), audit AS (
+    INSERT INTO audit_logs (event_type, actor, correlation_id, payload)
+    SELECT CASE WHEN saved.enabled THEN 'ProviderEnabled' ELSE 'ProviderDisabled' END,
+           %(actor)s, saved.id::text, jsonb_build_object('name', saved.name)
+    FROM saved
+)
+SELECT * FROM saved
+UNION ALL
+SELECT providers.* FROM providers, before
+WHERE providers.id = before.id AND before.enabled = %(enabled)s;
+
+-- delete_provider --
+-- Remove a provider; audited.
+WITH gone AS (
+    DELETE FROM providers WHERE name = %(name)s RETURNING id, name, type
+), audit AS (
+    INSERT INTO audit_logs (event_type, actor, correlation_id, payload)
+    SELECT 'ProviderDeleted', %(actor)s, gone.id::text,
+           jsonb_build_object('name', gone.name, 'type', gone.type)
+    FROM gone
+)
+SELECT * FROM gone;
+
+-- provider_worker_counts --
+-- Live workers of each provider: all of them, the idle ready ones, the ones running a job.
+SELECT w.provider,
+       count(*) AS total,
+       count(*) FILTER (WHERE w.state = 'READY' AND NOT busy) AS ready,
+       count(*) FILTER (WHERE busy) AS busy
+FROM (
+    SELECT id, provider, state,
+           EXISTS (SELECT 1 FROM jobs j
+                   WHERE j.worker_id = workers.id AND j.state IN ('ASSIGNED', 'RUNNING')) AS busy
+    FROM workers WHERE state <> 'TERMINATED'
+) w
+GROUP BY w.provider;
+
+-- store_resource_samples --
+-- CPU and memory samples of running attempts, from the worker that runs them.
+INSERT INTO job_resource_samples (job_id, attempt, sampled_at, cpu_percent, memory_mb)
+SELECT s.job_id, s.attempt, s.sampled_at, s.cpu_percent, s.memory_mb
+FROM unnest(%(job_ids)s::uuid[], %(attempts)s::integer[], %(sampled_at)s::timestamptz[],
+            %(cpu_percent)s::real[], %(memory_mb)s::real[])
+     AS s (job_id, attempt, sampled_at, cpu_percent, memory_mb)
+JOIN jobs j ON j.id = s.job_id AND j.attempt = s.attempt AND j.worker_id = %(worker_id)s
+ON CONFLICT DO NOTHING;
+
+-- job_resource_samples --
+-- A job's samples, oldest first (the newest `limit` of them).
+SELECT sampled_at, attempt, cpu_percent, memory_mb FROM (
+    SELECT * FROM job_resource_samples WHERE job_id = %(job_id)s
+    ORDER BY sampled_at DESC LIMIT %(limit)s
+) newest ORDER BY sampled_at;
+
+-- metrics_overview --
+-- Jobs by state (all), and how many finished in the window and how long they ran on average.
+SELECT
+    (SELECT coalesce(jsonb_object_agg(state, n), '{}') FROM (
+        SELECT state, count(*) AS n FROM jobs GROUP BY state) s) AS jobs_by_state,
+    (SELECT count(*) FROM jobs) AS total_jobs,
+    (SELECT count(*) FROM jobs WHERE finished_at > clock_timestamp() - %(window)s)
+        AS finished_jobs,
+    (SELECT avg(extract(epoch FROM finished_at - started_at) * 1000)::double precision
+     FROM jobs WHERE finished_at > clock_timestamp() - %(window)s AND started_at IS NOT NULL)
+        AS avg_duration_ms;
+
+-- metrics_trend --
+-- Jobs that finished in each bucket of the window (empty buckets included), oldest first.
+WITH buckets AS (
+    SELECT generate_series(
+        date_bin(%(step)s, clock_timestamp(), timestamptz 'epoch') - %(step)s * (%(buckets)s - 1),
+        date_bin(%(step)s, clock_timestamp(), timestamptz 'epoch'),
+        %(step)s) AS bucket_start
+)
+SELECT b.bucket_start,
+       count(j.id) AS jobs,
+       count(j.id) FILTER (WHERE j.state = 'SUCCEEDED') AS succeeded,
+       count(j.id) FILTER (WHERE j.state IN ('FAILED', 'TIMEOUT')) AS failed,
+       avg(extract(epoch FROM j.finished_at - j.started_at) * 1000)::double precision
+           AS avg_duration_ms
+FROM buckets b
+LEFT JOIN jobs j ON j.finished_at >= b.bucket_start AND j.finished_at < b.bucket_start + %(step)s
+GROUP BY b.bucket_start
+ORDER BY b.bucket_start;
+
+-- notify_providers --
+-- Tell every server that the providers table changed.
+SELECT pg_notify('hodei_providers', '') AS notified;

@@ -32,7 +32,9 @@ CREATE TABLE workers (
     registered_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     last_heartbeat_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     last_audited_heartbeat_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-    terminated_at timestamptz
+    terminated_at timestamptz,
+    cpu_percent double precision,
+    memory_used_mb bigint
 );
 
 CREATE INDEX workers_live ON workers (state) WHERE state <> 'TERMINATED';
@@ -152,6 +154,22 @@ SELECT c.job_id,
        get_byte(c.kinds, u.n::integer - 1) & 8 <> 0 AS invalid_utf8
 FROM job_log_chunks c
 CROSS JOIN LATERAL unnest(hodei_log_lines(c.body)) WITH ORDINALITY AS u (line, n);
+
+CREATE TABLE job_resource_samples (
+    job_id uuid NOT NULL,
+    attempt integer NOT NULL,
+    sampled_at timestamptz NOT NULL,
+    -- Of the job's whole process group: 100 is one core busy.
+    cpu_percent real NOT NULL CHECK (cpu_percent >= 0),
+    memory_mb real NOT NULL CHECK (memory_mb >= 0),
+    PRIMARY KEY (job_id, sampled_at, attempt)
+);
+
+-- BRIN: samples arrive in time order; retention finds the old ones cheaply.
+CREATE INDEX job_resource_samples_sampled_at ON job_resource_samples USING brin (sampled_at);
+
+-- Finished jobs by when they finished, for the metrics' trends.
+CREATE INDEX jobs_finished_at ON jobs (finished_at) WHERE finished_at IS NOT NULL;
 
 CREATE TABLE audit_logs (
     id bigserial PRIMARY KEY,
