@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: run test check unit integration e2e bench proto system-deps clean
+.PHONY: run test check unit integration e2e ui bench proto system-deps web clean
 
 $(VENV)/.run-installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,12 +18,12 @@ $(VENV)/.dev-installed: pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@ $(VENV)/.run-installed
 
-## run: start Hodei (embedded PostgreSQL, server, local workers). Ctrl-C stops it.
-run: $(VENV)/.run-installed
+## run: start Hodei (embedded PostgreSQL, server, local workers, web UI). Ctrl-C stops it.
+run: $(VENV)/.run-installed web
 	$(BIN)/hodei up
 
 ## test: every check and test; installs the system packages the tests need (as root).
-test: system-deps $(VENV)/.dev-installed check
+test: system-deps $(VENV)/.dev-installed web check
 	$(BIN)/pytest -q
 
 check: $(VENV)/.dev-installed
@@ -39,6 +39,14 @@ integration: $(VENV)/.dev-installed
 
 e2e: $(VENV)/.dev-installed
 	$(BIN)/pytest -q tests/e2e
+
+## ui: the browser tests (headless Chromium against a real `hodei up`); writes screenshots.
+ui: $(VENV)/.dev-installed web
+	$(BIN)/pytest -q tests/ui
+
+## web: build the web UI into src/hodei/webui (skipped when web/ did not change).
+web: $(VENV)/.run-installed
+	VENV=$(VENV) bash scripts/build-web.sh
 
 system-deps:
 	bash scripts/install-system-deps.sh

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the system packages the test suite needs: the PostgreSQL server and psql client.
+# Installs the system packages the test suite needs: the PostgreSQL server and psql client, and
+# Chromium for the browser tests.
 # Safe to run twice; does nothing when everything is there. Needs root only to install.
 set -euo pipefail
 
@@ -9,6 +10,7 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
   missing+=(postgresql)
 fi
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-venv)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

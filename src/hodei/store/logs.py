@@ -96,6 +96,12 @@ class LogRepository:
         assert row is not None
         return int(row["chunks"]), int(row["lines"])
 
+    async def delete_samples_older_than(self, age: timedelta, batch: int) -> int:
+        """Delete up to ``batch`` resource samples taken before ``age`` ago; returns how many."""
+        row = await self._db.fetch_one("delete_old_samples", {"age": age, "batch": batch})
+        assert row is not None
+        return int(row["deleted"])
+
     async def read_chunks(self, job_id: str, after_sequence: int, limit: int) -> list[LogChunk]:
         """Up to ``limit`` lines after ``after_sequence``, in order, as chunks."""
         job = parse_job_id(job_id)

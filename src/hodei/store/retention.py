@@ -14,6 +14,7 @@ log = logging.getLogger(__name__)
 
 # Chunks per statement (a chunk holds up to about a thousand lines).
 BATCH = 100
+SAMPLES_BATCH = 10_000
 
 
 class LogRetention:
@@ -58,5 +59,11 @@ class LogRetention:
             chunks, lines = await self._logs.delete_older_than(self._keep, BATCH)
             total += lines
             if chunks < BATCH:
-                return total
+                break
             await asyncio.sleep(0)  # let appends and everything else in between batches
+        # Jobs' CPU and memory samples go with their logs.
+        while True:
+            samples = await self._logs.delete_samples_older_than(self._keep, SAMPLES_BATCH)
+            if samples < SAMPLES_BATCH:
+                return total
+            await asyncio.sleep(0)

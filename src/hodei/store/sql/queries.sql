@@ -640,3 +640,14 @@ ORDER BY b.bucket_start;
 -- notify_providers --
 -- Tell every server that the providers table changed.
 SELECT pg_notify('hodei_providers', '') AS notified;
+
+-- delete_old_samples --
+-- Up to `batch` resource samples taken before `age` ago.
+WITH doomed AS (
+    SELECT ctid FROM job_resource_samples WHERE sampled_at < clock_timestamp() - %(age)s
+    LIMIT %(batch)s
+), deleted AS (
+    DELETE FROM job_resource_samples WHERE ctid = ANY (ARRAY(SELECT ctid FROM doomed))
+    RETURNING 1
+)
+SELECT count(*) AS deleted FROM deleted;
