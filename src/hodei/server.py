@@ -251,7 +251,11 @@ class HodeiServer:
 
     async def _start_http(self, services: Services) -> None:
         cfg = self.config
-        sock = socket.socket(socket.AF_INET6 if ":" in cfg.bind_host else socket.AF_INET)
+        # IPPROTO_TCP said explicitly: asyncio sets TCP_NODELAY on accepted sockets only when
+        # the listening socket's protocol is TCP; without it every response on a kept-alive
+        # connection waited 40 ms for the delayed ACK.
+        family = socket.AF_INET6 if ":" in cfg.bind_host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((cfg.bind_host, cfg.http_port))

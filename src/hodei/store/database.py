@@ -34,7 +34,14 @@ class Database:
             conninfo,
             min_size=min_size,
             max_size=max_size,
-            kwargs={"autocommit": True, "row_factory": dict_row},
+            kwargs={
+                "autocommit": True,
+                "row_factory": dict_row,
+                # Short OLTP statements: JIT compiling costs more than it saves (hundreds of ms
+                # on the metrics queries), and a generic plan cached after five runs can be far
+                # worse than a per-call one for keyset pages with optional filters.
+                "options": "-c jit=off -c plan_cache_mode=force_custom_plan",
+            },
             open=False,
             name="hodei",
         )

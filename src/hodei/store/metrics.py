@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hodei.store.database import Database
 from hodei.store.jobs import parse_job_id
 
 MAX_SAMPLES = 20_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -73,17 +74,23 @@ class MetricsRepository:
         ]
 
     async def overview(self, window: timedelta) -> Overview:
-        row = await self._db.fetch_one("metrics_overview", {"window": window})
+        since = datetime.now(UTC) - window
+        row = await self._db.fetch_one("metrics_overview", {"since": since})
         assert row is not None
+        by_state = {str(k): int(v) for k, v in row["jobs_by_state"].items()}
         return Overview(
-            jobs_by_state={str(k): int(v) for k, v in row["jobs_by_state"].items()},
-            total_jobs=int(row["total_jobs"]),
+            jobs_by_state=by_state,
+            total_jobs=sum(by_state.values()),
             finished_jobs=int(row["finished_jobs"]),
             avg_duration_ms=row["avg_duration_ms"],
         )
 
     async def trend(self, step: timedelta, buckets: int) -> list[TrendBucket]:
-        params: dict[str, Any] = {"step": step, "buckets": buckets}
+        """``buckets`` buckets of ``step`` (aligned on the epoch), the last one holding now."""
+        now = datetime.now(UTC)
+        current = _EPOCH + (now - _EPOCH) // step * step
+        since = current - step * (buckets - 1)
+        params: dict[str, Any] = {"step": step, "buckets": buckets, "since": since}
         return [
             TrendBucket(
                 row["bucket_start"],
