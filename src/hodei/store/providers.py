@@ -35,21 +35,7 @@ class ProviderRepository:
 
     async def upsert(self, provider: ProviderConfig, actor: str) -> ProviderConfig:
         """Create the provider, or update the one with the same name."""
-        row = await self._db.fetch_one(
-            "upsert_provider",
-            {
-                "id": provider.id,
-                "name": provider.name,
-                "type": provider.type.value,
-                "enabled": provider.enabled,
-                "priority": provider.priority,
-                "min_workers": provider.min_workers,
-                "max_workers": provider.max_workers,
-                "idle_timeout_s": int(provider.idle_timeout.total_seconds()),
-                "config": Jsonb(dict(provider.config)),
-                "actor": actor,
-            },
-        )
+        row = await self._db.fetch_one("upsert_provider", _params(provider, actor))
         assert row is not None
         return _from_row(row)
 
