@@ -33,6 +33,20 @@ function controlProps(id: string, path: string, error?: string, hint?: string): 
   };
 }
 
+/** The hint and the error under a control. */
+function FieldNotes({ id, label, path, error, hint }: { id: string; label: string; path: string; error?: string; hint?: string }) {
+  return (
+    <>
+      {hint && (
+        <p className="hint" id={`${id}-hint`}>
+          {hint}
+        </p>
+      )}
+      {error && <FieldError path={path}>{fieldMessage(label, error)}</FieldError>}
+    </>
+  );
+}
+
 interface FieldProps {
   id: string;
   label: string;
@@ -50,12 +64,7 @@ export function Field({ id, label, path, error, hint, className, children }: Fie
     <div className={`field ${className ?? ""}`}>
       <label htmlFor={id}>{label}</label>
       {children(controlProps(id, path, error, hint))}
-      {hint && (
-        <p className="hint" id={`${id}-hint`}>
-          {hint}
-        </p>
-      )}
-      {error && <FieldError path={path}>{fieldMessage(label, error)}</FieldError>}
+      <FieldNotes id={id} label={label} path={path} error={error} hint={hint} />
     </div>
   );
 }
@@ -83,12 +92,66 @@ export function CheckboxField({ id, label, path, checked, onChange, error, hint 
         />
         <label htmlFor={id}>{label}</label>
       </div>
-      {hint && (
-        <p className="hint" id={`${id}-hint`}>
-          {hint}
-        </p>
-      )}
-      {error && <FieldError path={path}>{fieldMessage(label, error)}</FieldError>}
+      <FieldNotes id={id} label={label} path={path} error={error} hint={hint} />
     </div>
+  );
+}
+
+interface NumberFieldProps extends Omit<FieldProps, "children" | "className"> {
+  value: string;
+  onChange: (value: string) => void;
+  min?: number;
+  max?: number;
+  /** 1 (the default) for whole numbers, "any" for decimals. */
+  step?: number | "any";
+  inputMode?: "numeric" | "decimal";
+}
+
+/** A labelled number input; the value stays the text typed, for the form's own check. */
+export function NumberField({ value, onChange, min, max, step = 1, inputMode = "numeric", ...field }: NumberFieldProps) {
+  return (
+    <Field {...field}>
+      {(control) => (
+        <input
+          {...control}
+          type="number"
+          inputMode={inputMode}
+          min={min}
+          max={max}
+          step={step}
+          value={value}
+          onChange={(e) => onChange(e.target.value)}
+        />
+      )}
+    </Field>
+  );
+}
+
+/** A select's options, from values or from value/label pairs. */
+export function Options({ options }: { options: readonly (string | { value: string; label: string })[] }) {
+  return (
+    <>
+      {options.map((option) => {
+        const { value, label } = typeof option === "string" ? { value: option, label: option } : option;
+        return (
+          <option key={value} value={value}>
+            {label}
+          </option>
+        );
+      })}
+    </>
+  );
+}
+
+/** A form's errors that belong to none of its fields, one alert each. */
+export function FormErrors({ messages }: { messages: string[] }) {
+  return (
+    <>
+      {messages.map((message) => (
+        <p key={message} role="alert" className="alert alert-error">
+          {message}
+        </p>
+      ))}
+    </>
   );
 }

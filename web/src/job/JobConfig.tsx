@@ -1,19 +1,7 @@
 import type { JobOut } from "../api/types";
+import { DefinitionList } from "../components/DefinitionList";
 import { COMMAND_TYPES } from "../forms/jobForm";
 import { formatDuration, formatMb } from "../lib/format";
-
-function Definition({ items }: { items: [string, string][] }) {
-  return (
-    <dl className="summary">
-      {items.map(([term, value]) => (
-        <div key={term}>
-          <dt>{term}</dt>
-          <dd>{value}</dd>
-        </div>
-      ))}
-    </dl>
-  );
-}
 
 /** What the job was asked to run and with what: command, image, environment, limits. */
 export function JobConfig({ job }: { job: JobOut }) {
@@ -29,7 +17,7 @@ export function JobConfig({ job }: { job: JobOut }) {
     <div className="config">
       <section className="card" aria-labelledby="command-heading">
         <h2 id="command-heading">Command</h2>
-        <Definition items={[["Command type", commandType], ["Container image", d.image || "none"]]} />
+        <DefinitionList items={[["Command type", commandType], ["Container image", d.image || "none"]]} />
         <pre className="code-block" aria-label="Command / script">
           {d.script || "(none: the image's own command)"}
         </pre>
@@ -69,7 +57,7 @@ export function JobConfig({ job }: { job: JobOut }) {
       </section>
       <section className="card" aria-labelledby="limits-heading">
         <h2 id="limits-heading">Limits</h2>
-        <Definition
+        <DefinitionList
           items={[
             ["CPU cores", String(r.cpu_cores || 1)],
             ["Memory", formatMb(r.memory_mb || 512)],
@@ -82,7 +70,7 @@ export function JobConfig({ job }: { job: JobOut }) {
       </section>
       <section className="card" aria-labelledby="prefs-heading">
         <h2 id="prefs-heading">Preferences</h2>
-        <Definition
+        <DefinitionList
           items={[
             ["Provider", p.provider || "Any"],
             ["Region", p.region || "Auto"],

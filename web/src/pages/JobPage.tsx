@@ -3,6 +3,7 @@ import { Link, useParams, useSearchParams } from "react-router-dom";
 import { cancelJob, getJob, getJobEvents, getJobResources, logDownloadUrl } from "../api/endpoints";
 import { isFinal, type JobOut, type JobResources } from "../api/types";
 import { ConfirmDialog } from "../components/ConfirmDialog";
+import { DefinitionList } from "../components/DefinitionList";
 import { StateBadge } from "../components/StateBadge";
 import { ActionError, LoadError, Loading } from "../components/Status";
 import { Tabs } from "../components/Tabs";
@@ -37,14 +38,7 @@ function Summary({ job }: { job: JobOut }) {
   if (job.exit_code !== null) items.push(["Exit code", String(job.exit_code)]);
   return (
     <>
-      <dl className="summary">
-        {items.map(([term, value]) => (
-          <div key={term}>
-            <dt>{term}</dt>
-            <dd>{value}</dd>
-          </div>
-        ))}
-      </dl>
+      <DefinitionList items={items} />
       {job.error_message && (
         <p className="alert alert-warn">
           <strong>Error:</strong> {job.error_message}

@@ -4,7 +4,7 @@ import { ApiError } from "../api/client";
 import { createJob, getWorkers, listProviders } from "../api/endpoints";
 import type { CommandType, Priority } from "../api/types";
 import { CodeEditor } from "../components/CodeEditor";
-import { CheckboxField, Field, FieldError, fieldMessage } from "../components/Field";
+import { CheckboxField, Field, FieldError, FormErrors, NumberField, Options, fieldMessage } from "../components/Field";
 import { ActionError, LoadError } from "../components/Status";
 import {
   ARCHES,
@@ -162,6 +162,14 @@ export function NewJob() {
     }
   };
 
+  /** The props a numeric resource field takes from the form, its errors and its updates. */
+  const resource = (key: "cpuCores" | "memoryMb" | "storageMb" | "timeoutMs", path: string) => ({
+    path,
+    error: errors[path],
+    value: form[key],
+    onChange: (value: string) => update(key, value, path),
+  });
+
   const envDescribedBy = errors.env ? "error-env" : undefined;
 
   return (
@@ -194,11 +202,7 @@ export function NewJob() {
                 value={form.commandType}
                 onChange={(e) => update("commandType", e.target.value as CommandType, "command_type")}
               >
-                {COMMAND_TYPES.map((t) => (
-                  <option key={t.value} value={t.value}>
-                    {t.label}
-                  </option>
-                ))}
+                <Options options={COMMAND_TYPES} />
               </select>
             )}
           </Field>
@@ -310,62 +314,39 @@ export function NewJob() {
         <fieldset>
           <legend>Resources</legend>
           <div className="grid-fields">
-            <Field id="cpu-cores" label="CPU Cores" path="resources.cpu_cores" error={errors["resources.cpu_cores"]} hint="1 to 16">
-              {(control) => (
-                <input
-                  {...control}
-                  type="number"
-                  inputMode="decimal"
-                  min={LIMITS.cpuMin}
-                  max={LIMITS.cpuMax}
-                  step="any"
-                  value={form.cpuCores}
-                  onChange={(e) => update("cpuCores", e.target.value, "resources.cpu_cores")}
-                />
-              )}
-            </Field>
-            <Field id="memory-mb" label="Memory (MB)" path="resources.memory_mb" error={errors["resources.memory_mb"]}>
-              {(control) => (
-                <input
-                  {...control}
-                  type="number"
-                  inputMode="numeric"
-                  min={1}
-                  max={LIMITS.memoryMax}
-                  step={1}
-                  value={form.memoryMb}
-                  onChange={(e) => update("memoryMb", e.target.value, "resources.memory_mb")}
-                />
-              )}
-            </Field>
-            <Field id="storage-mb" label="Storage (MB)" path="resources.storage_mb" error={errors["resources.storage_mb"]} hint="0 for none">
-              {(control) => (
-                <input
-                  {...control}
-                  type="number"
-                  inputMode="numeric"
-                  min={0}
-                  max={LIMITS.storageMax}
-                  step={1}
-                  value={form.storageMb}
-                  onChange={(e) => update("storageMb", e.target.value, "resources.storage_mb")}
-                />
-              )}
-            </Field>
-            <Field id="timeout-ms" label="Timeout (ms)" path="resources.timeout_ms" error={errors["resources.timeout_ms"]} hint="0 for no limit">
-              {(control) => (
-                <input
-                  {...control}
-                  type="number"
-                  inputMode="numeric"
-                  min={0}
-                  max={LIMITS.timeoutMax}
-                  step={1}
-                  value={form.timeoutMs}
-                  onChange={(e) => update("timeoutMs", e.target.value, "resources.timeout_ms")}
-                />
-              )}
-            </Field>
+            <NumberField
+              id="cpu-cores"
+              label="CPU Cores"
+              hint="1 to 16"
+              inputMode="decimal"
+              min={LIMITS.cpuMin}
+              max={LIMITS.cpuMax}
+              step="any"
+              {...resource("cpuCores", "resources.cpu_cores")}
+            />
+            <NumberField
+              id="memory-mb"
+              label="Memory (MB)"
+              min={1}
+              max={LIMITS.memoryMax}
+              {...resource("memoryMb", "resources.memory_mb")}
+            />
+            <NumberField
+              id="storage-mb"
+              label="Storage (MB)"
+              hint="0 for none"
+              min={0}
+              max={LIMITS.storageMax}
+              {...resource("storageMb", "resources.storage_mb")}
+            />
+            <NumberField
+              id="timeout-ms"
+              label="Timeout (ms)"
+              hint="0 for no limit"
+              min={0}
+              max={LIMITS.timeoutMax}
+              {...resource("timeoutMs", "resources.timeout_ms")}
+            />
             <Field id="arch" label="Architecture" path="resources.arch" error={errors["resources.arch"]}>
               {(control) => (
                 <select
@@ -376,11 +357,7 @@ export function NewJob() {
                     update("arch", e.target.value as JobForm["arch"], "resources.arch");
                   }}
                 >
-                  {ARCHES.map((a) => (
-                    <option key={a} value={a}>
-                      {a}
-                    </option>
-                  ))}
+                  <Options options={ARCHES} />
                 </select>
               )}
             </Field>
@@ -404,11 +381,7 @@ export function NewJob() {
               {(control) => (
                 <select {...control} value={form.provider} onChange={(e) => update("provider", e.target.value, "preferences.provider")}>
                   <option value="">Any</option>
-                  {options.providerNames.map((name) => (
-                    <option key={name} value={name}>
-                      {name}
-                    </option>
-                  ))}
+                  <Options options={options.providerNames} />
                 </select>
               )}
             </Field>
@@ -416,22 +389,14 @@ export function NewJob() {
               {(control) => (
                 <select {...control} value={form.region} onChange={(e) => update("region", e.target.value, "preferences.region")}>
                   <option value="">Auto</option>
-                  {options.regions.map((region) => (
-                    <option key={region} value={region}>
-                      {region}
-                    </option>
-                  ))}
+                  <Options options={options.regions} />
                 </select>
               )}
             </Field>
             <Field id="priority" label="Job Priority" path="preferences.priority" error={errors["preferences.priority"]}>
               {(control) => (
                 <select {...control} value={form.priority} onChange={(e) => update("priority", e.target.value as Priority, "preferences.priority")}>
-                  {PRIORITIES.map((p) => (
-                    <option key={p.value} value={p.value}>
-                      {p.label}
-                    </option>
-                  ))}
+                  <Options options={PRIORITIES} />
                 </select>
               )}
             </Field>
@@ -452,11 +417,7 @@ export function NewJob() {
           </div>
         </fieldset>
 
-        {otherErrors.map((message) => (
-          <p key={message} role="alert" className="alert alert-error">
-            {message}
-          </p>
-        ))}
+        <FormErrors messages={otherErrors} />
         {submitError !== undefined && <ActionError action="schedule the job" error={submitError} />}
         <div className="form-actions">
           <button type="submit" className="button button-primary" aria-busy={submitting} disabled={submitting}>

@@ -3,6 +3,7 @@ import { Link, useNavigate, useParams } from "react-router-dom";
 import { deleteProvider, getProvider, getWorkers, updateProvider } from "../api/endpoints";
 import type { ProviderOut, WorkerOut } from "../api/types";
 import { ConfirmDialog } from "../components/ConfirmDialog";
+import { DefinitionList } from "../components/DefinitionList";
 import { StateBadge } from "../components/StateBadge";
 import { ActionError, LoadError, Loading } from "../components/Status";
 import { SETTINGS, formFromProvider, typeLabel } from "../forms/providerForm";
@@ -24,16 +25,7 @@ function Settings({ provider }: { provider: ProviderOut }) {
     ["Created", formatDateTime(provider.created_at)],
     ["Updated", formatDateTime(provider.updated_at)],
   ];
-  return (
-    <dl className="summary">
-      {items.map(([term, value]) => (
-        <div key={term}>
-          <dt>{term}</dt>
-          <dd>{value}</dd>
-        </div>
-      ))}
-    </dl>
-  );
+  return <DefinitionList items={items} />;
 }
 
 function Workers({ workers }: { workers: WorkerOut[] }) {

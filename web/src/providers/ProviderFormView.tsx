@@ -1,7 +1,7 @@
 import { useState, type FormEvent } from "react";
 import { ApiError } from "../api/client";
 import type { ProviderIn, ProviderType } from "../api/types";
-import { CheckboxField, Field, fieldMessage } from "../components/Field";
+import { CheckboxField, Field, FormErrors, NumberField, Options, fieldMessage } from "../components/Field";
 import { ActionError } from "../components/Status";
 import { PROVIDER_TYPES, SETTINGS, checkProviderForm, type ProviderForm } from "../forms/providerForm";
 
@@ -80,19 +80,15 @@ export function ProviderFormView({ initial, mode, onSubmit }: ProviderFormViewPr
   };
 
   const numberField = (key: "minWorkers" | "maxWorkers" | "priority" | "idleTimeout", path: string, label: string, min: number) => (
-    <Field id={`${idPrefix}-${path.replace(/_/g, "-")}`} label={label} path={path} error={errors[path]}>
-      {(control) => (
-        <input
-          {...control}
-          type="number"
-          inputMode="numeric"
-          step={1}
-          min={min}
-          value={form[key]}
-          onChange={(e) => set(key, e.target.value, path)}
-        />
-      )}
-    </Field>
+    <NumberField
+      id={`${idPrefix}-${path.replace(/_/g, "-")}`}
+      label={label}
+      path={path}
+      error={errors[path]}
+      min={min}
+      value={form[key]}
+      onChange={(value) => set(key, value, path)}
+    />
   );
 
   return (
@@ -134,11 +130,7 @@ export function ProviderFormView({ initial, mode, onSubmit }: ProviderFormViewPr
                 disabled={mode === "edit"}
                 onChange={(e) => set("type", e.target.value as ProviderType, "type")}
               >
-                {PROVIDER_TYPES.map((t) => (
-                  <option key={t.value} value={t.value}>
-                    {t.label}
-                  </option>
-                ))}
+                <Options options={PROVIDER_TYPES} />
               </select>
             )}
           </Field>
@@ -174,11 +166,7 @@ export function ProviderFormView({ initial, mode, onSubmit }: ProviderFormViewPr
                 {(control) =>
                   spec.kind === "choice" ? (
                     <select {...control} value={value || spec.choices![0]} onChange={(e) => setSetting(spec.key, e.target.value)}>
-                      {spec.choices!.map((choice) => (
-                        <option key={choice} value={choice}>
-                          {choice}
-                        </option>
-                      ))}
+                      <Options options={spec.choices!} />
                     </select>
                   ) : (
                     <input
@@ -199,11 +187,7 @@ export function ProviderFormView({ initial, mode, onSubmit }: ProviderFormViewPr
           })}
         </div>
       </fieldset>
-      {otherErrors.map((message) => (
-        <p key={message} role="alert" className="alert alert-error">
-          {message}
-        </p>
-      ))}
+      <FormErrors messages={otherErrors} />
       {submitError !== undefined && (
         <ActionError action={mode === "create" ? "create the provider" : "save the provider"} error={submitError} />
       )}

@@ -1,6 +1,7 @@
 import { linearScale, niceMax, niceTicks } from "./scale";
 import { useWidth } from "./useWidth";
-import { Legend } from "./Legend";
+import { SeriesLegend } from "./Legend";
+import { ChartFrame, ValueGrid } from "./ChartFrame";
 
 export interface BarSeries {
   name: string;
@@ -41,52 +42,41 @@ export function BarChart({
   const base = MARGIN.top + innerH;
 
   return (
-    <figure className="chart" ref={ref}>
-      <svg
-        role="img"
-        aria-label={label}
-        data-testid={testId}
-        width={width}
-        height={height}
-        viewBox={`0 0 ${width} ${height}`}
-      >
-        <title>{label}</title>
-        {niceTicks(0, top, 4).map((t) => (
-          <g key={t}>
-            <line className="grid" x1={MARGIN.left} x2={MARGIN.left + innerW} y1={y(t)} y2={y(t)} />
-            <text className="tick" x={MARGIN.left - 6} y={y(t)} dy="0.32em" textAnchor="end">
-              {yFormat(t)}
-            </text>
+    <ChartFrame
+      label={label}
+      testId={testId}
+      width={width}
+      height={height}
+      frameRef={ref}
+      after={<SeriesLegend series={series} />}
+    >
+      <ValueGrid ticks={niceTicks(0, top, 4)} left={MARGIN.left} width={innerW} y={y} format={yFormat} />
+      {categories.map((category, i) => {
+        const x0 = MARGIN.left + i * slot + (slot - barW) / 2;
+        let stacked = 0;
+        return (
+          <g key={`${category}-${i}`}>
+            {series.map((s) => {
+              const value = s.values[i] ?? 0;
+              if (value <= 0) return null;
+              const yTop = y(stacked + value);
+              const yBottom = y(stacked);
+              stacked += value;
+              return (
+                <rect key={s.name} x={x0} y={yTop} width={barW} height={Math.max(yBottom - yTop, 0.5)} fill={s.color}>
+                  <title>{`${category}: ${s.name} ${yFormat(value)}`}</title>
+                </rect>
+              );
+            })}
+            {i % labelEvery === 0 && (
+              <text className="tick" x={x0 + barW / 2} y={base + 17} textAnchor="middle">
+                {category}
+              </text>
+            )}
           </g>
-        ))}
-        {categories.map((category, i) => {
-          const x0 = MARGIN.left + i * slot + (slot - barW) / 2;
-          let stacked = 0;
-          return (
-            <g key={`${category}-${i}`}>
-              {series.map((s) => {
-                const value = s.values[i] ?? 0;
-                if (value <= 0) return null;
-                const yTop = y(stacked + value);
-                const yBottom = y(stacked);
-                stacked += value;
-                return (
-                  <rect key={s.name} x={x0} y={yTop} width={barW} height={Math.max(yBottom - yTop, 0.5)} fill={s.color}>
-                    <title>{`${category}: ${s.name} ${yFormat(value)}`}</title>
-                  </rect>
-                );
-              })}
-              {i % labelEvery === 0 && (
-                <text className="tick" x={x0 + barW / 2} y={base + 17} textAnchor="middle">
-                  {category}
-                </text>
-              )}
-            </g>
-          );
-        })}
-        <line className="axis" x1={MARGIN.left} x2={MARGIN.left + innerW} y1={base} y2={base} />
-      </svg>
-      {series.length > 1 && <Legend items={series.map((s) => ({ name: s.name, color: s.color }))} />}
-    </figure>
+        );
+      })}
+      <line className="axis" x1={MARGIN.left} x2={MARGIN.left + innerW} y1={base} y2={base} />
+    </ChartFrame>
   );
 }

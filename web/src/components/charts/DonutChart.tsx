@@ -1,4 +1,5 @@
 import { Legend } from "./Legend";
+import { ChartFrame } from "./ChartFrame";
 
 export interface Slice {
   name: string;
@@ -22,46 +23,42 @@ export function DonutChart({ slices, label, centerText, size = 180, testId }: Do
   const circumference = 2 * Math.PI * radius;
   let offset = 0;
   return (
-    <figure className="chart donut">
-      <svg
-        role="img"
-        aria-label={label}
-        data-testid={testId}
-        width={size}
-        height={size}
-        viewBox={`0 0 ${size} ${size}`}
-      >
-        <title>{label}</title>
-        <circle className="meter-track-stroke" cx={size / 2} cy={size / 2} r={radius} fill="none" strokeWidth={22} />
-        {total > 0 &&
-          slices.map((s) => {
-            const length = (Math.max(s.value, 0) / total) * circumference;
-            const dash = (
-              <circle
-                key={s.name}
-                cx={size / 2}
-                cy={size / 2}
-                r={radius}
-                fill="none"
-                stroke={s.color}
-                strokeWidth={22}
-                strokeDasharray={`${length} ${circumference - length}`}
-                strokeDashoffset={-offset}
-                transform={`rotate(-90 ${size / 2} ${size / 2})`}
-              >
-                <title>{`${s.name}: ${s.value}`}</title>
-              </circle>
-            );
-            offset += length;
-            return dash;
-          })}
-        {centerText !== undefined && (
-          <text className="donut-center" x={size / 2} y={size / 2} textAnchor="middle" dy="0.35em">
-            {centerText}
-          </text>
-        )}
-      </svg>
-      <Legend items={slices.map((s) => ({ name: s.name, color: s.color, value: String(s.value) }))} />
-    </figure>
+    <ChartFrame
+      className="chart donut"
+      label={label}
+      testId={testId}
+      width={size}
+      height={size}
+      after={<Legend items={slices.map((s) => ({ name: s.name, color: s.color, value: String(s.value) }))} />}
+    >
+      <circle className="meter-track-stroke" cx={size / 2} cy={size / 2} r={radius} fill="none" strokeWidth={22} />
+      {total > 0 &&
+        slices.map((s) => {
+          const length = (Math.max(s.value, 0) / total) * circumference;
+          const dash = (
+            <circle
+              key={s.name}
+              cx={size / 2}
+              cy={size / 2}
+              r={radius}
+              fill="none"
+              stroke={s.color}
+              strokeWidth={22}
+              strokeDasharray={`${length} ${circumference - length}`}
+              strokeDashoffset={-offset}
+              transform={`rotate(-90 ${size / 2} ${size / 2})`}
+            >
+              <title>{`${s.name}: ${s.value}`}</title>
+            </circle>
+          );
+          offset += length;
+          return dash;
+        })}
+      {centerText !== undefined && (
+        <text className="donut-center" x={size / 2} y={size / 2} textAnchor="middle" dy="0.35em">
+          {centerText}
+        </text>
+      )}
+    </ChartFrame>
   );
 }

@@ -18,3 +18,8 @@ export function Legend({ items }: { items: LegendItem[] }) {
     </ul>
   );
 }
+
+/** The legend of a chart of series: only when there are several to tell apart. */
+export function SeriesLegend({ series }: { series: { name: string; color: string }[] }) {
+  return series.length > 1 ? <Legend items={series.map((s) => ({ name: s.name, color: s.color }))} /> : null;
+}

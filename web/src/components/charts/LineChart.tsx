@@ -2,7 +2,8 @@ import { useMemo } from "react";
 import { formatTime } from "../../lib/format";
 import { linearScale, niceMax, niceTicks, timeTicks } from "./scale";
 import { useWidth } from "./useWidth";
-import { Legend } from "./Legend";
+import { SeriesLegend } from "./Legend";
+import { ChartFrame, ValueGrid } from "./ChartFrame";
 
 export interface Point {
   /** Time in ms since the epoch. */
@@ -110,52 +111,41 @@ export function LineChart({
   const xTicks = layout.empty ? [] : timeTicks(layout.x0, layout.x1, Math.max(2, Math.floor(innerW / 90)));
 
   return (
-    <figure className="chart" ref={ref}>
-      <svg
-        role="img"
-        aria-label={label}
-        data-testid={testId}
-        width={width}
-        height={height}
-        viewBox={`0 0 ${width} ${height}`}
-      >
-        <title>{label}</title>
-        {yTicks.map((t) => (
-          <g key={t}>
-            <line className="grid" x1={MARGIN.left} x2={MARGIN.left + innerW} y1={y(t)} y2={y(t)} />
-            <text className="tick" x={MARGIN.left - 6} y={y(t)} dy="0.32em" textAnchor="end">
-              {yFormat(t)}
-            </text>
-          </g>
-        ))}
-        <line className="axis" x1={MARGIN.left} x2={MARGIN.left + innerW} y1={base} y2={base} />
-        {xTicks.map((t) => {
-          const at = x(t);
-          const anchor = at > width - 40 ? "end" : at < MARGIN.left + 30 ? "start" : "middle";
-          return (
-            <text key={t} className="tick" x={at} y={base + 17} textAnchor={anchor}>
-              {xFormat(t)}
-            </text>
-          );
-        })}
-        {layout.empty ? (
-          <text className="empty" x={MARGIN.left + innerW / 2} y={MARGIN.top + innerH / 2} textAnchor="middle">
-            {emptyText}
+    <ChartFrame
+      label={label}
+      testId={testId}
+      width={width}
+      height={height}
+      frameRef={ref}
+      after={<SeriesLegend series={series} />}
+    >
+      <ValueGrid ticks={yTicks} left={MARGIN.left} width={innerW} y={y} format={yFormat} />
+      <line className="axis" x1={MARGIN.left} x2={MARGIN.left + innerW} y1={base} y2={base} />
+      {xTicks.map((t) => {
+        const at = x(t);
+        const anchor = at > width - 40 ? "end" : at < MARGIN.left + 30 ? "start" : "middle";
+        return (
+          <text key={t} className="tick" x={at} y={base + 17} textAnchor={anchor}>
+            {xFormat(t)}
           </text>
-        ) : (
-          series.map((s) => {
-            const last = [...s.points].reverse().find((p) => p.y !== null && Number.isFinite(p.y));
-            return (
-              <g key={s.name}>
-                {area && <path d={areaFor(s.points, x, y, base)} fill={s.color} opacity={0.18} />}
-                <path d={pathFor(s.points, x, y)} fill="none" stroke={s.color} strokeWidth={2} />
-                {last && <circle cx={x(last.x)} cy={y(last.y!)} r={3.5} fill={s.color} />}
-              </g>
-            );
-          })
-        )}
-      </svg>
-      {series.length > 1 && <Legend items={series.map((s) => ({ name: s.name, color: s.color }))} />}
-    </figure>
+        );
+      })}
+      {layout.empty ? (
+        <text className="empty" x={MARGIN.left + innerW / 2} y={MARGIN.top + innerH / 2} textAnchor="middle">
+          {emptyText}
+        </text>
+      ) : (
+        series.map((s) => {
+          const last = [...s.points].reverse().find((p) => p.y !== null && Number.isFinite(p.y));
+          return (
+            <g key={s.name}>
+              {area && <path d={areaFor(s.points, x, y, base)} fill={s.color} opacity={0.18} />}
+              <path d={pathFor(s.points, x, y)} fill="none" stroke={s.color} strokeWidth={2} />
+              {last && <circle cx={x(last.x)} cy={y(last.y!)} r={3.5} fill={s.color} />}
+            </g>
+          );
+        })
+      )}
+    </ChartFrame>
   );
 }

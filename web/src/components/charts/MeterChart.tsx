@@ -1,4 +1,5 @@
 import { useWidth } from "./useWidth";
+import { ChartFrame } from "./ChartFrame";
 
 export interface Meter {
   label: string;
@@ -22,38 +23,28 @@ export function MeterChart({ meters, label, color = "var(--accent)", testId }: M
   const [ref, width] = useWidth<HTMLDivElement>();
   const height = Math.max(meters.length, 1) * ROW;
   return (
-    <figure className="chart" ref={ref}>
-      <svg
-        role="img"
-        aria-label={label}
-        data-testid={testId}
-        width={width}
-        height={height}
-        viewBox={`0 0 ${width} ${height}`}
-      >
-        <title>{label}</title>
-        {meters.length === 0 && (
-          <text className="empty" x={width / 2} y={ROW / 2} textAnchor="middle" dy="0.32em">
-            Nothing to show
-          </text>
-        )}
-        {meters.map((m, i) => {
-          const share = m.total > 0 ? Math.min(Math.max(m.used / m.total, 0), 1) : 0;
-          const top = i * ROW;
-          return (
-            <g key={`${m.label}-${i}`}>
-              <text className="meter-label" x={0} y={top + 12}>
-                {m.label}
-              </text>
-              <text className="meter-label" x={width} y={top + 12} textAnchor="end">
-                {m.text}
-              </text>
-              <rect className="meter-track" x={0} y={top + 18} width={width} height={12} rx={6} />
-              <rect x={0} y={top + 18} width={width * share} height={12} rx={6} fill={color} />
-            </g>
-          );
-        })}
-      </svg>
-    </figure>
+    <ChartFrame label={label} testId={testId} width={width} height={height} frameRef={ref}>
+      {meters.length === 0 && (
+        <text className="empty" x={width / 2} y={ROW / 2} textAnchor="middle" dy="0.32em">
+          Nothing to show
+        </text>
+      )}
+      {meters.map((m, i) => {
+        const share = m.total > 0 ? Math.min(Math.max(m.used / m.total, 0), 1) : 0;
+        const top = i * ROW;
+        return (
+          <g key={`${m.label}-${i}`}>
+            <text className="meter-label" x={0} y={top + 12}>
+              {m.label}
+            </text>
+            <text className="meter-label" x={width} y={top + 12} textAnchor="end">
+              {m.text}
+            </text>
+            <rect className="meter-track" x={0} y={top + 18} width={width} height={12} rx={6} />
+            <rect x={0} y={top + 18} width={width * share} height={12} rx={6} fill={color} />
+          </g>
+        );
+      })}
+    </ChartFrame>
   );
 }
