@@ -36,10 +36,15 @@ Run::
 
 from __future__ import annotations
 
+import os
+
+# Before grpc is imported: this process forks (pg_ctl run as another user), and gRPC's fork
+# handlers, on while other threads use gRPC, crashed the child (hodei itself sets this too).
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 import argparse
 import asyncio
 import contextlib
-import os
 import shutil
 import signal
 import sys
