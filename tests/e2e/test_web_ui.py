@@ -123,6 +123,23 @@ def test_a_job_created_through_the_form_runs_and_its_page_shows_it(
     expect(page.get_by_text("hello from the form: hi")).to_be_visible()
 
 
+def test_a_server_side_field_error_is_shown_next_to_its_field(hodei: HodeiUp, page: Page) -> None:
+    page.goto(base(hodei) + "/jobs/new")
+    page.get_by_label("Job Name").fill("bad region")
+    page.get_by_label("Command / Script Content").fill("true")
+    # Only the server knows this rule (a region is lowercase letters, digits and '-'): offer a
+    # region the form would never list, the way a stale page or a hand-edited one could.
+    page.get_by_label("Region").evaluate("select => select.add(new Option('EU West', 'EU West'))")
+    page.get_by_label("Region").select_option("EU West")
+    with page.expect_response("**/api/v1/jobs") as answer:
+        page.get_by_role("button", name="Schedule Job").click()
+    assert answer.value.status == 422
+    error = page.locator("[id='error-preferences.region']")
+    expect(error).to_contain_text("lowercase letters, digits and '-'")
+    expect(page.get_by_label("Region")).to_have_attribute("aria-invalid", "true")
+    expect(page).to_have_url(base(hodei) + "/jobs/new")
+
+
 def test_logs_arrive_live_and_filter_by_level_and_text(hodei: HodeiUp, page: Page) -> None:
     script = (
         "for i in $(seq 1 30); do "
