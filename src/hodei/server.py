@@ -278,6 +278,8 @@ class HodeiServer:
     async def stop(self) -> None:
         """Providers first (their workers report while the server still listens), then the
         ports, the scheduler and the database."""
+        for task in list(self._background):
+            task.cancel()
         if self._providers is not None:
             await self._providers.stop()
         if self._grpc is not None:

@@ -236,3 +236,22 @@ async def test_no_line_is_lost_or_repeated_across_a_server_restart(database_url:
         lines = await all_lines(hodei, job_id)
         assert [line.line for line in lines] == [f"line {i}" for i in range(1, 61)]
         assert [line.sequence for line in lines] == list(range(1, 61))
+
+
+async def test_a_page_of_one_line_chunks_is_read_whole_and_in_order(db: Database) -> None:
+    jobs, logs = JobRepository(db), LogRepository(db)
+    from .test_store import ready_worker, spec
+
+    worker = await ready_worker(db)
+    job_id, _ = await jobs.insert(spec(), "t")
+    await jobs.claim(worker, timedelta(seconds=30))
+    now = epoch_ns(datetime.now(UTC))
+    for sequence in range(1, 2501):  # a slow job: one line per chunk
+        line = LogRecord(sequence, now, LogStream.STDOUT, LogLevel.INFO, f"{sequence}", 1)
+        await logs.append(worker_id=worker, job_id=job_id, attempt=1, lines=[line])
+    chunks = await logs.read_chunks(job_id, 700, 1000)
+    lines = [r.sequence for chunk in chunks for r in chunk.records()]
+    assert lines == list(range(701, 1701))
+    assert [r.sequence for r in await logs.read(LogQuery(job_id, 2400, 1000))] == list(
+        range(2401, 2501)
+    )

@@ -12,6 +12,11 @@ import pytest
 from fastapi import FastAPI
 
 from hodei.api.http.web import mount_web
+from hodei.domain.providers import ProviderConfig, ProviderType
+from hodei.providers.base import ProviderContext
+from hodei.providers.manager import ProviderManager
+from hodei.store.database import Database
+from hodei.store.providers import ProviderRepository
 from hodei.v1 import jobs_pb2, providers_pb2, providers_pb2_grpc
 
 from .harness import running_hodei, shell
@@ -181,6 +186,9 @@ async def test_the_web_app_is_served_for_its_own_routes_and_the_api_is_not_shado
         assert (await client.get("/api/v1/thing")).json() == {"ok": "yes"}
         assert (await client.get("/api/v1/nothing")).status_code == 404
         assert (await client.get("/../../etc/passwd")).text == "<html>app</html>"
+        # Paths no file system takes: the app's page, not a 500.
+        assert (await client.get("/%00")).status_code == 200
+        assert (await client.get("/" + "a" * 5000)).status_code == 200
     empty = FastAPI()
     mount_web(empty, tmp_path / "missing")
     transport = httpx.ASGITransport(app=empty)
@@ -188,3 +196,36 @@ async def test_the_web_app_is_served_for_its_own_routes_and_the_api_is_not_shado
         response = await client.get("/jobs")
         assert response.status_code == 503
         assert "not built" in response.text
+
+
+async def test_a_stopped_provider_manager_starts_nothing_again(
+    database_url: str, tmp_path: Path
+) -> None:
+    db = await Database.connect(database_url, min_size=1, max_size=2)
+    try:
+        repository = ProviderRepository(db)
+        await repository.upsert(
+            ProviderConfig(name="local", type=ProviderType.LOCAL, min_workers=0), actor="t"
+        )
+
+        async def no_token(worker_id: str, provider: str = "local") -> str:
+            raise AssertionError("no worker may start")
+
+        async def gone(worker_id: str, reason: str) -> None:
+            return None
+
+        context = ProviderContext(
+            server_address="127.0.0.1:1",
+            log_dir=tmp_path / "logs",
+            work_dir=tmp_path / "work",
+            create_token=no_token,
+            worker_gone=gone,
+        )
+        manager = ProviderManager(repository, context)
+        await manager.start()
+        assert [p.provider for p in manager.profiles()] == ["local"]
+        await manager.stop()
+        await manager.reconcile()  # a late notification after the server began to stop
+        assert manager.profiles() == []
+    finally:
+        await db.close()

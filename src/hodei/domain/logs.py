@@ -97,6 +97,7 @@ _VALID_KINDS = bytes(
 )
 _BIG_ENDIAN = sys.byteorder == "big"
 _STREAM_BITS = bytes(kind & _STDERR_BIT for kind in range(256))
+_MAX_EPOCH_US = 253_402_300_799_999_999  # 9999-12-31T23:59:59.999999Z
 
 
 def kind_byte(stream: LogStream, level: LogLevel, invalid_utf8: bool = False) -> int:
@@ -160,6 +161,8 @@ class LogChunk:
             problems.append(f"first_sequence must be at least 1, got {self.first_sequence}")
         if len(self.timestamps) != 8 * count:
             problems.append(f"{len(self.timestamps)} timestamp bytes for {count} line(s)")
+        elif count and not _plausible(unpack_timestamps(self.timestamps)):
+            problems.append("a timestamp is before 1970 or after 9999")
         if self.body.count("\n") != count - 1:
             problems.append(f"{self.body.count(chr(10)) + 1} line(s) of text for {count} kind(s)")
         if "\x00" in self.body:
@@ -235,6 +238,10 @@ class LogChunk:
             bytes(kind_byte(r.stream, r.level, r.invalid_utf8) for r in records),
             pack_timestamps(array("q", (r.epoch_ns // 1000 for r in records))),
         )
+
+
+def _plausible(stamps: array[int]) -> bool:
+    return min(stamps) >= 0 and max(stamps) <= _MAX_EPOCH_US
 
 
 _LEVELS_BY_BITS = (LogLevel.INFO, LogLevel.WARN, LogLevel.ERROR, LogLevel.INFO)

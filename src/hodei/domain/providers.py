@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from collections.abc import Callable, Mapping
@@ -37,6 +38,8 @@ class ProviderConfig:
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 MAX_PROVIDER_WORKERS = 1000
+# Upper bounds of the numeric settings in ``config``.
+_CONFIG_MAX = {"cpu_cores": 4096.0, "memory_mb": float(2**32), "vcpus": 1024.0}
 
 # The settings each type of provider takes in ``config``: name -> (kind, description).
 CONFIG_FIELDS: dict[ProviderType, dict[str, type]] = {
@@ -100,7 +103,12 @@ def _numbers(raw: Mapping[str, Any], fail: Fail) -> dict[str, int]:
         ("idle_timeout_s", 0, 7 * 24 * 3600, 300),
     ):
         value = raw.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value != int(value)
+        ):
             fail(key, "must be a whole number")
             numbers[key] = default
         elif not low <= value <= high:
@@ -131,8 +139,8 @@ def _settings(kind: ProviderType, config: object, fail: Fail) -> dict[str, Any]:
                 settings[key] = value
             else:
                 fail(where, "must be text of at most 1024 characters")
-        elif isinstance(value, bool) or not _positive(wanted, value):
-            fail(where, "must be a positive number")
+        elif isinstance(value, bool) or not _positive(wanted, value, _CONFIG_MAX[key]):
+            fail(where, f"must be a number above 0 and at most {_CONFIG_MAX[key]:g}")
         else:
             settings[key] = wanted(value)
     if kind is ProviderType.DOCKER and settings.get("network", "none") not in ("none", "host"):
@@ -140,8 +148,10 @@ def _settings(kind: ProviderType, config: object, fail: Fail) -> dict[str, Any]:
     return settings
 
 
-def _positive(kind: type, value: object) -> bool:
+def _positive(kind: type, value: object, most: float) -> bool:
+    """Whether ``value`` is a finite number of ``kind`` in (0, most]."""
     try:
-        return bool(kind(value) > 0)
-    except (TypeError, ValueError):
+        number = kind(value)
+        return bool(0 < number <= most) and math.isfinite(number)
+    except (TypeError, ValueError, OverflowError):
         return False

@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 from hodei.domain.placement import WorkerProfile
-from hodei.domain.providers import ProviderType
+from hodei.domain.providers import ProviderConfig, ProviderType
 from hodei.providers.base import Provider, ProviderContext
 from hodei.providers.local import LocalProvider
 from hodei.store.providers import ProviderRepository
@@ -22,6 +22,7 @@ class ProviderManager:
         self._context = context
         self._providers: list[Provider] = []
         self._lock = asyncio.Lock()
+        self._stopped = False
 
     async def start(self) -> None:
         """Start every enabled provider this server knows how to run."""
@@ -31,9 +32,11 @@ class ProviderManager:
         """Run what the ``providers`` table says: start the providers enabled since, stop the
         ones disabled or deleted, restart the ones whose settings changed."""
         async with self._lock:
+            if self._stopped:
+                return  # the server is stopping: a late notification must not start anything
             wanted = {c.name: c for c in await self._repository.list() if c.enabled}
             for provider in list(self._providers):
-                if wanted.get(provider.config.name) != provider.config:
+                if not _runs_as(provider.config, wanted.get(provider.config.name)):
                     log.info("stopping provider %s", provider.config.name)
                     await provider.stop()
                     self._providers.remove(provider)
@@ -53,11 +56,25 @@ class ProviderManager:
                 self._providers.append(provider)
 
     async def stop(self) -> None:
-        """Stop every provider (and so every worker they started)."""
-        for provider in reversed(self._providers):
-            await provider.stop()
-        self._providers.clear()
+        """Stop every provider (and so every worker they started), for good."""
+        async with self._lock:
+            self._stopped = True
+            for provider in reversed(self._providers):
+                await provider.stop()
+            self._providers.clear()
 
     def profiles(self) -> list[WorkerProfile]:
         """The shape of the workers each running provider starts."""
         return [provider.worker_profile() for provider in self._providers]
+
+
+def _runs_as(running: ProviderConfig, wanted: ProviderConfig | None) -> bool:
+    """Whether a running provider can go on as ``wanted`` says (None: disabled or deleted).
+    Only what shapes its workers matters: restarting stops every worker and hands their jobs
+    back, so a change of priority or idle timeout must not."""
+    return wanted is not None and (
+        running.type,
+        running.min_workers,
+        running.max_workers,
+        dict(running.config),
+    ) == (wanted.type, wanted.min_workers, wanted.max_workers, dict(wanted.config))

@@ -13,9 +13,6 @@ from hodei.domain.logs import LogChunk, LogLevel, LogRecord, LogStream
 from hodei.store.database import Database
 from hodei.store.jobs import parse_job_id
 
-# Chunks fetched per round trip when reading.
-_READ_CHUNKS = 8
-
 
 @dataclass(frozen=True)
 class LogQuery:
@@ -104,28 +101,24 @@ class LogRepository:
 
     async def read_chunks(self, job_id: str, after_sequence: int, limit: int) -> list[LogChunk]:
         """Up to ``limit`` lines after ``after_sequence``, in order, as chunks."""
-        job = parse_job_id(job_id)
+        rows = await self._db.fetch_all(
+            "read_log_chunks",
+            {"job_id": parse_job_id(job_id), "after_sequence": after_sequence, "limit": limit},
+        )
         chunks: list[LogChunk] = []
         wanted, after = limit, after_sequence
-        while wanted > 0:
-            rows = await self._db.fetch_all(
-                "read_log_chunks",
-                {"job_id": job, "after_sequence": after, "count": _READ_CHUNKS},
+        for row in rows:
+            stored = LogChunk(
+                row["first_sequence"], row["attempt"], row["body"], row["kinds"], row["ts"]
             )
-            for row in rows:
-                stored = LogChunk(
-                    row["first_sequence"], row["attempt"], row["body"], row["kinds"], row["ts"]
-                )
-                chunk = stored.after(after)
-                if chunk is None:
-                    continue
-                chunk = chunk.head(wanted)
-                chunks.append(chunk)
-                wanted -= chunk.count
-                after = chunk.last_sequence
-                if wanted == 0:
-                    break
-            if len(rows) < _READ_CHUNKS:
+            chunk = stored.after(after)
+            if chunk is None:
+                continue
+            chunk = chunk.head(wanted)
+            chunks.append(chunk)
+            wanted -= chunk.count
+            after = chunk.last_sequence
+            if wanted == 0:
                 break
         return chunks
 

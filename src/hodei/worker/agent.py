@@ -451,6 +451,7 @@ class WorkerAgent:
     async def _stop_everything(self) -> None:
         """Last resort when leaving: no job process may outlive its worker."""
         for attempt in list(self._attempts.values()):
+            attempt.cancel_grace = 0  # one not started yet (waiting for an older one) never will
             if attempt.execution is not None:
                 await attempt.execution.cancel(grace=0)
         if self._tasks:

@@ -26,6 +26,8 @@ from hodei.domain.logs import (
 )
 
 SECRET_MASK = "***"
+# Lines of a multi-line secret shorter than this ("{", "}", "==") are masked only within it.
+MIN_SECRET_PART = 4
 READ_CHUNK = 256 * 1024
 _INVALID = kind_byte(LogStream.STDOUT, LogLevel.INFO, invalid_utf8=True)
 
@@ -49,18 +51,30 @@ def terminal_view(raw: bytes) -> bytes:
 
 
 class SecretMasker:
-    """Replaces secret values with ``***`` in text."""
+    """Replaces secret values with ``***`` in text (a block of lines joined by newlines)."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        # Longest first, so a secret that contains another is masked whole. Text is masked a
-        # block of lines at a time: a secret of several lines is masked line by line.
-        parts = {part for secret in secrets for part in secret.split("\n") if part}
-        self._values = sorted(parts, key=len, reverse=True)
+        # A secret of several lines (a key file) is masked line for line where it appears
+        # whole, so that the text keeps its lines; its lines of at least MIN_PART characters
+        # are masked alone too (it may be cut across two reads). Longest first, so a secret
+        # that contains another is masked whole.
+        wholes: dict[str, str] = {}
+        for secret in secrets:
+            lines = [line.rstrip("\r") for line in secret.replace("\r\n", "\n").split("\n")]
+            if len(lines) == 1:
+                if lines[0]:
+                    wholes[lines[0]] = SECRET_MASK
+                continue
+            wholes["\n".join(lines)] = "\n".join(SECRET_MASK if line else "" for line in lines)
+            for line in lines:
+                if len(line) >= MIN_SECRET_PART:
+                    wholes.setdefault(line, SECRET_MASK)
+        self._replacements = sorted(wholes.items(), key=lambda item: len(item[0]), reverse=True)
 
     def mask(self, text: str) -> str:
-        for value in self._values:
+        for value, mask in self._replacements:
             if value in text:
-                text = text.replace(value, SECRET_MASK)
+                text = text.replace(value, mask)
         return text
 
 

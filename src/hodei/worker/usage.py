@@ -46,6 +46,9 @@ class GroupSampler:
             if before is not None and now > before[0]:
                 # A member that exits takes its time along: never below zero.
                 percent = max(0.0, (cpu - before[1]) / (now - before[0]) * 100)
+                # A reaped member's time reappears in its parent's children times at once:
+                # never more than every core busy.
+                percent = min(percent, 100.0 * (os.cpu_count() or 1))
             self._previous[pgid] = (now, cpu)
             usage[pgid] = GroupUsage(round(percent, 1), int(memory))
         for gone in set(self._previous) - set(totals):

@@ -71,3 +71,11 @@ def test_inconsistent_chunks_are_refused_with_the_reason(chunk: LogChunk, proble
 def test_all_stdout() -> None:
     assert LogChunk.of(records(1, "a")).all_stdout
     assert not LogChunk.of(records(1, "a", "b")).all_stdout
+
+
+def test_an_impossible_timestamp_is_refused() -> None:
+    far = (2**62).to_bytes(8, "big")
+    with pytest.raises(ValidationError, match="before 1970 or after 9999"):
+        LogChunk(1, 1, "a", b"\x00", far).check()
+    with pytest.raises(ValidationError, match="before 1970 or after 9999"):
+        LogChunk(1, 1, "a", b"\x00", (-1).to_bytes(8, "big", signed=True)).check()

@@ -182,3 +182,16 @@ async def test_many_blocks_make_one_chunk_until_a_limit() -> None:
     assert chunk.lines() == ["a", "b", "c", "d", "e"]
     assert [r.stream for r in chunk.records()][2] is LogStream.STDERR
     assert await batcher.close() == 9
+
+
+def test_a_multi_line_secret_is_masked_where_it_appears_not_its_short_lines_elsewhere() -> None:
+    masker = SecretMasker(['{\n  "type": "sa",\n  "key": "s3cr3t"\n}'])
+    text = '{\n  "type": "sa",\n  "key": "s3cr3t"\n}\nother {\n}'
+    assert masker.mask(text) == "***\n***\n***\n***\nother {\n}"
+    assert masker.mask('  "key": "s3cr3t"') == "***"  # a long enough line of it, alone
+
+
+def test_a_secret_with_windows_line_ends_is_masked_in_output_without_them() -> None:
+    masker = SecretMasker(["-----BEGIN KEY-----\r\nMIIabcdef\r\n-----END KEY-----"])
+    assert masker.mask("MIIabcdef") == "***"
+    assert masker.mask("-----BEGIN KEY-----\nMIIabcdef\n-----END KEY-----") == "***\n***\n***"

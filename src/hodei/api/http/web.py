@@ -40,7 +40,15 @@ def mount_web(app: FastAPI, root: Path | None = None) -> None:
         index = root / "index.html"
         if not index.is_file():
             return HTMLResponse(_NOT_BUILT, status_code=503)
-        file = (root / path).resolve()
-        if path and file.is_file() and file.is_relative_to(root.resolve()):
+        if path and (file := _inside(root, path)) is not None:
             return FileResponse(file)
         return FileResponse(index, headers={"Cache-Control": "no-cache"})
+
+
+def _inside(root: Path, path: str) -> Path | None:
+    """The file ``path`` names under ``root``, if there is one (never one outside it)."""
+    try:
+        file = (root / path).resolve()
+        return file if file.is_file() and file.is_relative_to(root.resolve()) else None
+    except (OSError, ValueError):  # a NUL byte, a name too long for the file system
+        return None

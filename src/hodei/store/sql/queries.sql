@@ -316,14 +316,15 @@ WITH doomed AS (
 SELECT count(*) AS chunks, coalesce(sum(lines), 0)::bigint AS lines FROM deleted;
 
 -- read_log_chunks --
--- Up to `count` chunks of a job's log, from the one that holds line `after_sequence` + 1 on.
+-- The chunks that hold lines `after_sequence` + 1 to `after_sequence` + `limit`, in order: one
+-- index range scan, however many lines each chunk holds.
 SELECT first_sequence, attempt, body, kinds, ts FROM job_log_chunks
 WHERE job_id = %(job_id)s
   AND first_sequence >= coalesce(
       (SELECT max(first_sequence) FROM job_log_chunks
        WHERE job_id = %(job_id)s AND first_sequence <= %(after_sequence)s + 1), 1)
-ORDER BY first_sequence
-LIMIT %(count)s;
+  AND first_sequence <= %(after_sequence)s + %(limit)s
+ORDER BY first_sequence;
 
 -- get_logs_filtered --
 -- A page of a job's log, by sequence, filtered by level and text, line by line.
