@@ -11,6 +11,7 @@ import contextlib
 import logging
 from datetime import timedelta
 
+from hodei.background import BackgroundLoop
 from hodei.domain.errors import HodeiError
 from hodei.scheduler.sessions import SessionRegistry, WorkerSession
 from hodei.store.jobs import JobRepository
@@ -21,8 +22,10 @@ log = logging.getLogger(__name__)
 CLAIM_BATCH = 8
 
 
-class Dispatcher:
+class Dispatcher(BackgroundLoop):
     """Claims jobs for the sessions on this server; one claim is one SQL statement."""
+
+    task_name = "hodei-dispatcher"
 
     def __init__(
         self,
@@ -37,7 +40,6 @@ class Dispatcher:
         self._lease_ttl = lease_ttl
         self._poll = poll_interval.total_seconds()
         self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
         """Ask for a dispatch round soon. Cheap; many wakes coalesce into one round."""
@@ -47,16 +49,6 @@ class Dispatcher:
         """A job became PENDING somewhere. This server woke itself already for its own."""
         if origin != self._jobs.origin:
             self._wakeup.set()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="hodei-dispatcher")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
     async def _run(self) -> None:
         while True:

@@ -6,11 +6,11 @@ Safe with several servers: each reap is one SKIP LOCKED statement.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from datetime import timedelta
 
+from hodei.background import BackgroundLoop
 from hodei.domain.errors import HodeiError
 from hodei.domain.retries import AttemptOutcome
 from hodei.scheduler.dispatcher import Dispatcher
@@ -20,8 +20,10 @@ from hodei.store.jobs import JobRepository
 log = logging.getLogger(__name__)
 
 
-class Reaper:
+class Reaper(BackgroundLoop):
     """Looks for lost and overdue attempts every ``interval``."""
+
+    task_name = "hodei-reaper"
 
     def __init__(
         self,
@@ -39,20 +41,9 @@ class Reaper:
         self._lease_ttl = lease_ttl
         self._timeout_grace = timeout_grace
         self._interval = interval.total_seconds()
-        self._task: asyncio.Task[None] | None = None
         # True while PostgreSQL is unreachable: nobody could renew a lease meanwhile.
         self._outage = True
         self._last_pass = time.monotonic()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="hodei-reaper")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
     async def _run(self) -> None:
         while True:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import timedelta
 
+from hodei.background import BackgroundLoop
 from hodei.domain.errors import HodeiError
 from hodei.store.logs import LogRepository
 
@@ -17,8 +17,10 @@ BATCH = 100
 SAMPLES_BATCH = 10_000
 
 
-class LogRetention:
+class LogRetention(BackgroundLoop):
     """Every ``interval``, removes lines older than ``keep`` (batch by batch)."""
+
+    task_name = "hodei-log-retention"
 
     def __init__(
         self,
@@ -30,17 +32,6 @@ class LogRetention:
         self._logs = logs
         self._keep = keep
         self._interval = interval.total_seconds()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="hodei-log-retention")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
     async def _run(self) -> None:
         while True:
