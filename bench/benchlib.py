@@ -1,4 +1,5 @@
-"""Processes of bench/dispatch.py: its PostgreSQL, ``hodei up``, CPU accounting and py-spy."""
+"""What the benchmarks share: errors, ports, notes, py-spy; and the processes of dispatch.py
+(its PostgreSQL, ``hodei up``, CPU accounting)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,10 @@ PROFILE_STOP_TIMEOUT_S = 60.0
 
 class BenchError(Exception):
     """The benchmark could not run (as opposed to: it ran and missed a target)."""
+
+
+def note(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
 
 def free_port() -> int:
@@ -163,11 +168,23 @@ class CpuMeter:
 
 
 class Profiler:
-    """``py-spy record`` on some processes for the span of a ``with`` block."""
+    """``py-spy record`` on some processes for the span of a ``with`` block. ``started`` and
+    ``stopped`` hear of each py-spy process (for a benchmark that tracks what it started)."""
 
-    def __init__(self, out_dir: Path, targets: dict[str, int]) -> None:
-        self._out_dir = out_dir
-        self._targets = targets
+    def __init__(
+        self,
+        out_dir: Path,
+        targets: dict[str, int],
+        *,
+        gil: bool = True,
+        started: Callable[[int], None] = lambda _pid: None,
+        stopped: Callable[[int], None] = lambda _pid: None,
+    ) -> None:
+        self.out_dir = out_dir
+        self.targets = targets
+        self._gil = gil
+        self._started = started
+        self._stopped = stopped
         self._processes: list[subprocess.Popen[bytes]] = []
 
     @contextlib.contextmanager
@@ -177,22 +194,23 @@ class Profiler:
         )
         if py_spy is None:
             raise BenchError("--profile needs py-spy: .venv/bin/pip install py-spy")
-        self._out_dir.mkdir(parents=True, exist_ok=True)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
         try:
-            for name, pid in self._targets.items():
+            for name, pid in self.targets.items():
                 argv = [
                     py_spy,
                     "record",
                     *("--pid", str(pid), "--rate", "100", "--format", "raw"),
+                    *("--nonblocking", "--function"),
                     # Only the thread holding the GIL: an asyncio process's Python work.
-                    *("--gil", "--nonblocking", "--function"),
-                    *("--output", str(self._out_dir / f"{name}.txt")),
+                    *(["--gil"] if self._gil else []),
+                    *("--output", str(self.out_dir / f"{name}.txt")),
                 ]
-                log = (self._out_dir / f"{name}.py-spy.log").open("wb")
-                with log:
-                    self._processes.append(
-                        subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-                    )
+                with (self.out_dir / f"{name}.py-spy.log").open("wb") as log:
+                    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+                self._started(process.pid)
+                self._processes.append(process)
+            time.sleep(1.0)  # py-spy needs a moment to attach
             yield
         finally:
             for process in self._processes:
@@ -204,12 +222,13 @@ class Profiler:
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait(timeout=10)
+                self._stopped(process.pid)
 
     def top_frames(self, limit: int = 15) -> dict[str, list[tuple[str, float]]]:
         """Per target, the Hodei and logging frames holding most GIL samples (inclusive)."""
         result = {}
-        for name in self._targets:
-            path = self._out_dir / f"{name}.txt"
+        for name in self.targets:
+            path = self.out_dir / f"{name}.txt"
             if path.exists():
                 result[name] = _inclusive_shares(path, limit)
         return result

@@ -57,21 +57,22 @@ from pathlib import Path
 
 import grpc
 import psycopg
+from benchlib import (
+    FLOOR_DATABASE,
+    BenchError,
+    CpuMeter,
+    HodeiUp,
+    Profiler,
+    note,
+    save_logs,
+    start_postgres,
+)
 from dispatch_figures import (
     SUBMIT_TO_RUNNING,
     StatementMeter,
     Timeline,
     hop_summaries,
     summarize,
-)
-from dispatch_processes import (
-    FLOOR_DATABASE,
-    BenchError,
-    CpuMeter,
-    HodeiUp,
-    Profiler,
-    save_logs,
-    start_postgres,
 )
 from dispatch_report import Report, render, write_json
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -186,7 +187,7 @@ async def measure_grpc_floor(address: str, count: int, spacing_s: float) -> list
     return samples
 
 
-async def _discard_line(_stream: LogStream, _lines: list[bytes]) -> None:
+async def _discard_line(_stream: LogStream, _block: bytes) -> None:
     return None
 
 
@@ -405,10 +406,6 @@ class Options:
     json_dir: Path | None
     logs_dir: Path
     keep: bool
-
-
-def note(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 FLOOR_PG = "PostgreSQL INSERT+pg_notify -> LISTEN, back-to-back"

@@ -37,7 +37,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,13 +48,13 @@ from typing import Any, LiteralString
 
 import httpx
 import psycopg
+from benchlib import LOOPBACK, BenchError, free_port, note
 from psycopg import sql
 
 from hodei.store.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from hodei.store.migrations import migrate
 from hodei.store.queries import load_queries
 
-LOOPBACK = "127.0.0.1"
 TARGET_P90_MS = 100.0
 WARMUP, PAGE_SIZE, DEEP_PAGE, INSERT_BATCHES = 3, 50, 20, 4
 BUDGET_S = 15.0  # per request and connection mode: the timed calls stop after this long
@@ -104,21 +103,6 @@ FROM (
     ) typed
 ) s
 """
-
-
-class BenchError(Exception):
-    """The benchmark could not run (as opposed to: it ran and missed a target)."""
-
-
-def note(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((LOOPBACK, 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 @dataclass

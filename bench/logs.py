@@ -51,7 +51,6 @@ import resource
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -67,6 +66,7 @@ from typing import Any, cast
 import grpc
 import psutil
 import psycopg
+from benchlib import LOOPBACK, BenchError, Profiler, free_port, note
 from psycopg.rows import dict_row
 
 import hodei
@@ -87,12 +87,10 @@ from hodei.v1 import (
 )
 from hodei.worker.capture import READ_CHUNK, LogBatcher, SecretMasker, pump_lines
 
-LOOPBACK = "127.0.0.1"
 GRPC_OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
 RSS_INTERVAL_S = 0.1
 STOP_TIMEOUT_S = 20.0
 READY_TIMEOUT_S = 60.0
-PROFILE_STOP_TIMEOUT_S = 60.0
 FINAL_STATES = ("SUCCEEDED", "FAILED", "CANCELLED", "TIMEOUT")
 MB = 1024 * 1024
 THIS_SCRIPT = str(Path(__file__).resolve())
@@ -156,21 +154,6 @@ for tick in range(ticks):
 """
 
 
-class BenchError(Exception):
-    """The benchmark could not run (as opposed to: it ran and missed a target)."""
-
-
-def note(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((LOOPBACK, 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 def touch(path: Path) -> None:
     path.touch()
 
@@ -196,6 +179,10 @@ STARTED: dict[int, psutil.Process] = {}
 def remember(pid: int) -> None:
     with contextlib.suppress(psutil.NoSuchProcess):
         STARTED[pid] = psutil.Process(pid)
+
+
+def forget(pid: int) -> None:
+    STARTED.pop(pid, None)
 
 
 def kill_leftovers() -> None:
@@ -499,61 +486,17 @@ class CpuMeter:
         return {name: end[name] - self._start.get(name, 0.0) for name in end}
 
 
-class Profiler:
-    """``py-spy record`` on some processes for the span of a ``with`` block."""
-
-    def __init__(self, out_dir: Path, targets: dict[str, int], gil: bool) -> None:
-        self.out_dir = out_dir
-        self._targets = targets
-        self._gil = gil
-        self._processes: list[subprocess.Popen[bytes]] = []
-
-    @contextlib.contextmanager
-    def recording(self) -> Iterator[None]:
-        py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which(
-            "py-spy"
-        )
-        if py_spy is None:
-            raise BenchError("--profile needs py-spy: .venv/bin/pip install py-spy")
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            for name, pid in self._targets.items():
-                argv = [
-                    py_spy,
-                    "record",
-                    *("--pid", str(pid), "--rate", "100", "--format", "raw"),
-                    "--nonblocking",
-                    "--function",
-                    *(["--gil"] if self._gil else []),
-                    *("--output", str(self.out_dir / f"{name}.txt")),
-                ]
-                with (self.out_dir / f"{name}.py-spy.log").open("wb") as log:
-                    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-                remember(process.pid)
-                self._processes.append(process)
-            time.sleep(1.0)  # py-spy needs a moment to attach
-            yield
-        finally:
-            for process in self._processes:
-                with contextlib.suppress(ProcessLookupError):
-                    process.send_signal(signal.SIGINT)
-            for process in self._processes:
-                try:
-                    process.wait(timeout=PROFILE_STOP_TIMEOUT_S)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=10)
-                STARTED.pop(process.pid, None)
-
-    def top(self, limit: int = 25) -> dict[str, dict[str, list[tuple[str, float]]]]:
-        """Per target: the functions with most samples on top of the stack (self) and the
-        Hodei functions with most samples anywhere in the stack (inclusive)."""
-        result = {}
-        for name in self._targets:
-            path = self.out_dir / f"{name}.txt"
-            if path.exists():
-                result[name] = _stack_shares(path, limit)
-        return result
+def profile_top(
+    profiler: Profiler, limit: int = 25
+) -> dict[str, dict[str, list[tuple[str, float]]]]:
+    """Per target: the functions with most samples on top of the stack (self) and the Hodei
+    functions with most samples anywhere in the stack (inclusive)."""
+    result = {}
+    for name in profiler.targets:
+        path = profiler.out_dir / f"{name}.txt"
+        if path.exists():
+            result[name] = _stack_shares(path, limit)
+    return result
 
 
 def _stack_shares(path: Path, limit: int) -> dict[str, list[tuple[str, float]]]:
@@ -1075,7 +1018,13 @@ async def flood_measured(
     profiler = None
     if options.profile is not None and cluster.server is not None:
         targets = {"server": cluster.server.pid, "worker": worker.pid}
-        profiler = Profiler(options.profile, targets, gil=not options.profile_all_threads)
+        profiler = Profiler(
+            options.profile,
+            targets,
+            gil=not options.profile_all_threads,
+            started=remember,
+            stopped=forget,
+        )
     with profiler.recording() if profiler else contextlib.nullcontext():
         sampler.reset()
         meter.begin()
@@ -1085,7 +1034,7 @@ async def flood_measured(
         result.cpu_s = meter.spent()
         result.rss_mb = sampler.peaks_mb()
     if profiler is not None:
-        result.profile = profiler.top()
+        result.profile = profile_top(profiler)
     return go_ns
 
 
@@ -1195,7 +1144,13 @@ async def fanout_measured(
     profiler = None
     if options.profile is not None and cluster.server is not None:
         targets = {"fanout-server": cluster.server.pid}
-        profiler = Profiler(options.profile, targets, gil=not options.profile_all_threads)
+        profiler = Profiler(
+            options.profile,
+            targets,
+            gil=not options.profile_all_threads,
+            started=remember,
+            stopped=forget,
+        )
     async with StoredProgress(cluster.url) as stored:
         stored.recorded = set(job_ids)
         with profiler.recording() if profiler else contextlib.nullcontext():
@@ -1212,7 +1167,7 @@ async def fanout_measured(
             result.cpu_s = meter.spent()
             result.rss_mb = sampler.peaks_mb()
     if profiler is not None:
-        result.profile = profiler.top()
+        result.profile = profile_top(profiler)
     result.statements = await read_statements(cluster)
     async with await psycopg.AsyncConnection.connect(cluster.url, autocommit=True) as conn:
         cursor = await conn.execute(JOB_ERRORS, (job_ids,))

@@ -50,7 +50,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -65,6 +64,7 @@ from typing import Any
 import grpc
 import psutil
 import psycopg
+from benchlib import LOOPBACK, free_port, note
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from psycopg.rows import dict_row
 
@@ -74,7 +74,6 @@ from hodei.domain.errors import HodeiError
 from hodei.store.embedded import EmbeddedPostgres
 from hodei.v1 import jobs_pb2
 
-LOOPBACK = "127.0.0.1"
 FINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "TIMEOUT"})
 CHAOS_KINDS = ("worker", "server", "postgres")
 # Protocol timings that make recovery quick (the lease and heartbeat come from the options).
@@ -105,10 +104,6 @@ Row = dict[str, Any]
 
 class SoakError(Exception):
     """The soak could not run (as opposed to: it ran and an invariant failed)."""
-
-
-def note(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 # --- the jobs ---------------------------------------------------------------------------------
@@ -287,13 +282,6 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
 
 
 # --- processes --------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((LOOPBACK, 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def hodei_command() -> list[str]:
