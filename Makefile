@@ -25,7 +25,7 @@ run: $(VENV)/.run-installed web
 ## test: every check and test; installs the system packages the tests need (as root).
 test: system-deps $(VENV)/.dev-installed check
 	HODEI_WEB_TESTS=1 VENV=$(VENV) bash scripts/build-web.sh
-	$(BIN)/pytest -q
+	HODEI_REQUIRE_DOCKER=1 $(BIN)/pytest -q
 
 check: $(VENV)/.dev-installed
 	$(BIN)/ruff check src tests bench scripts

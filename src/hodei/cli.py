@@ -182,6 +182,64 @@ async def ensure_local_provider(database_url: str, workers: int) -> None:
         await db.close()
 
 
+def docker_engine_network() -> str | None:
+    """The network for containers when a Docker engine answers (``bridge`` when it has one,
+    else ``none``); None when no engine answers."""
+    from hodei.worker.containers import EngineUnavailableError, connect
+
+    try:
+        api = connect("", 3)
+    except EngineUnavailableError:
+        return None
+    try:
+        return "bridge" if api.networks(names=["bridge"]) else "none"
+    except Exception:
+        return "none"
+    finally:
+        api.close()
+
+
+async def ensure_docker_provider(database_url: str, *, explicit: bool, auto: bool) -> str:
+    """Make the ``docker`` provider run when asked (HODEI_DOCKER_ENABLED=1) or, with ``auto``,
+    when a Docker engine answers; one a person disabled stays so unless asked. Says what it did.
+    """
+    from hodei.domain.providers import ProviderConfig, ProviderType
+    from hodei.store.database import Database
+    from hodei.store.migrations import migrate
+    from hodei.store.providers import ProviderRepository
+
+    network = await asyncio.to_thread(docker_engine_network) if (explicit or auto) else None
+    await migrate(database_url)
+    db = await Database.connect(database_url, min_size=1, max_size=1)
+    try:
+        repository = ProviderRepository(db)
+        current = {p.name: p for p in await repository.list()}.get("docker")
+        if current is None and (explicit or network is not None):
+            await repository.upsert(
+                ProviderConfig(
+                    name="docker",
+                    type=ProviderType.DOCKER,
+                    enabled=True,
+                    min_workers=1,  # one warm worker: an image job starts without waiting
+                    max_workers=4,
+                    idle_timeout=timedelta(minutes=2),
+                    config={"network": network or "none"},
+                ),
+                actor="system",
+            )
+            current = {p.name: p for p in await repository.list()}.get("docker")
+        elif current is not None and explicit and not current.enabled:
+            await repository.upsert(dataclasses.replace(current, enabled=True), actor="system")
+            current = dataclasses.replace(current, enabled=True)
+    finally:
+        await db.close()
+    if current is None or not current.enabled:
+        return "no Docker provider: jobs that name an image run on the host, image not applied"
+    if network is None:
+        return "the docker provider is enabled but no Docker engine answers (see DOCKER_HOST)"
+    return "Docker engine found: jobs that name an image run in their container"
+
+
 @app.command(epilog=TIMINGS_HELP)
 def up(
     data_dir: DataDirOpt = None,
@@ -226,8 +284,12 @@ def up(
                     "embedded PostgreSQL on port %s (data in %s)", embedded.port, embedded.data_dir
                 )
             await ensure_local_provider(url, settings.local_workers)
+            docker_note = await ensure_docker_provider(
+                url, explicit=settings.docker_enabled, auto=True
+            )
             server = HodeiServer(server_config(settings, url))
             await server.start()
+            print_status(docker_note)
             print_status(
                 f"Hodei is up. gRPC {settings.bind_host}:{settings.grpc_port} · "
                 f"web http://{settings.bind_host}:{settings.http_port} · Ctrl-C to stop",
@@ -271,6 +333,8 @@ def server(
     url = settings.database_url
 
     async def main(stop: asyncio.Event) -> None:
+        if settings.docker_enabled:
+            log.info(await ensure_docker_provider(url, explicit=True, auto=False))
         hodei = HodeiServer(server_config(settings, url))
         try:
             await hodei.start()
@@ -316,6 +380,32 @@ def worker(
             help="Seconds running jobs get to finish on SIGTERM before they are handed back.",
         ),
     ] = None,
+    runtime: Annotated[
+        str,
+        typer.Option(
+            "--runtime",
+            help="process: jobs run as processes on this host; docker: each job in a container.",
+        ),
+    ] = "process",
+    default_image: Annotated[
+        str,
+        typer.Option("--default-image", help="docker: the image of jobs that name none."),
+    ] = "alpine:latest",
+    network: Annotated[
+        str, typer.Option("--network", help="docker: the containers' network (none|host|bridge).")
+    ] = "none",
+    docker_host: Annotated[
+        str,
+        typer.Option(
+            "--docker-host",
+            envvar="DOCKER_HOST",
+            help="docker: the engine's address.",
+        ),
+    ] = "",
+    keep_containers: Annotated[
+        bool,
+        typer.Option("--keep-containers", help="docker: keep containers after their job ends."),
+    ] = False,
     log_level: LogLevelOpt = None,
 ) -> None:
     """Run a worker agent: register with a one-time token and run the jobs it is given.
@@ -325,13 +415,29 @@ def worker(
     if not otp:
         print_error("a worker needs a one-time token: --otp or HODEI_OTP_TOKEN")
         raise typer.Exit(2)
+    if runtime not in ("process", "docker"):
+        print_error(f"--runtime: process or docker, not {runtime!r}")
+        raise typer.Exit(2)
     settings = settings_from(log_level=log_level, drain_timeout_s=drain_timeout)
     setup_logging(settings.log_level)
     import grpc
     import psutil
 
     from hodei.worker.agent import AgentConfig, WorkerAgent, orphan_watch
-    from hodei.worker.runtime import ProcessRuntime
+    from hodei.worker.runtime import ProcessRuntime, Runtime
+
+    job_runtime: Runtime = ProcessRuntime()
+    if runtime == "docker":
+        from hodei.worker.containers import DockerRuntime, DockerSettings, connect
+
+        try:
+            job_runtime = DockerRuntime(
+                DockerSettings(default_image, network, keep_containers, docker_host)
+            )
+            connect(docker_host, 10).close()  # fail now, before registering, when it is down
+        except (ValueError, HodeiError) as exc:
+            print_error(f"docker runtime: {exc}")
+            raise typer.Exit(2) from None
 
     managed = os.environ.get("HODEI_WORKER_MANAGED") == "1"
     if managed:
@@ -349,7 +455,7 @@ def worker(
     )
 
     async def main(stop: asyncio.Event) -> None:
-        agent = WorkerAgent(config, ProcessRuntime())
+        agent = WorkerAgent(config, job_runtime)
         stopper = asyncio.create_task(stop.wait())
         stopper.add_done_callback(lambda _: agent.stop())
         watcher = orphan_watch(agent, parent) if managed else None

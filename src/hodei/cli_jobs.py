@@ -192,6 +192,8 @@ def report_end(job: jobs_pb2.Job) -> int:
     state = jobs_pb2.JobState.Name(job.state)
     colour = "green" if state == "SUCCEEDED" else "red"
     detail = f": {job.error_message}" if job.error_message else ""
+    if job.notice:
+        print_status(f"note: {job.notice}", style="yellow")
     print_status(f"job {job.id} {state}{detail}", style=colour)
     if state == "TIMEOUT":
         return EXIT_TIMEOUT
@@ -273,6 +275,8 @@ def get(
         ("exit code", str(job.exit_code) if job.HasField("exit_code") else "-"),
         ("error", job.error_message or "-"),
     ]
+    if job.notice:
+        rows.append(("note", job.notice))
     for key, value in rows:
         table.add_row(Text(key, style="bold"), Text(value))
     out.print(table)

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -20,6 +20,7 @@ from hodei.api.grpc.providers import ProviderManagementServicer
 from hodei.api.grpc.servicers import JobExecutionServicer, LogStreamServicer, SchedulerServicer
 from hodei.api.grpc.worker_agent import WorkerAgentServicer
 from hodei.api.http.app import create_app
+from hodei.domain.providers import ProviderLoad
 from hodei.domain.retries import RetryPolicy
 from hodei.domain.workers import WorkerState
 from hodei.providers.base import ProviderContext
@@ -131,7 +132,11 @@ class HodeiServer:
         workers, providers = WorkerRepository(db), ProviderRepository(db)
         sessions = SessionRegistry()
         hub = LogHub()
-        self._dispatcher = dispatcher = Dispatcher(jobs, sessions, lease_ttl=cfg.protocol.lease_ttl)
+        manager = ProviderManager(providers, self._provider_context(workers, lambda: catalog))
+        catalog = CapacityCatalog(workers, manager.profiles)
+        self._dispatcher = dispatcher = Dispatcher(
+            jobs, sessions, lease_ttl=cfg.protocol.lease_ttl, runtime_mix=catalog.runtime_mix
+        )
         notifier.on(JOBS_CHANNEL, dispatcher.on_notification)
         self._reaper = reaper = Reaper(
             jobs,
@@ -141,8 +146,6 @@ class HodeiServer:
             timeout_grace=cfg.timeout_grace,
             interval=cfg.reap_interval,
         )
-        manager = ProviderManager(providers, self._provider_context(workers))
-        catalog = CapacityCatalog(workers, manager.profiles)
         metrics = MetricsRepository(db)
         worker_service = WorkerService(
             workers, jobs, logs, sessions, dispatcher, catalog, cfg.protocol, hub, metrics
@@ -191,11 +194,27 @@ class HodeiServer:
             cfg.http_port,
         )
 
-    def _provider_context(self, workers: WorkerRepository) -> ProviderContext:
-        async def create_token(worker_id: str, provider: str = "local") -> str:
+    def _provider_context(
+        self, workers: WorkerRepository, catalog: Callable[[], CapacityCatalog]
+    ) -> ProviderContext:
+        async def create_token(worker_id: str, provider: str) -> str:
             return await workers.create_bootstrap_token(
                 provider, self.config.protocol.otp_ttl, worker_id
             )
+
+        async def worker_released(worker_id: str, reason: str) -> None:
+            log.info("worker %s released: %s", worker_id, reason)
+            await workers.set_state(
+                worker_id,
+                WorkerState.DRAINING,
+                event_type="WorkerReleased",
+                actor="system",
+                reason=reason,
+            )
+
+        async def load(provider: str, worker_ids: Sequence[str]) -> ProviderLoad:
+            mix = await catalog().runtime_mix()
+            return await workers.provider_load(provider, worker_ids, runtimes=mix)
 
         async def worker_gone(worker_id: str, reason: str) -> None:
             await workers.set_state(
@@ -212,6 +231,8 @@ class HodeiServer:
             work_dir=self.config.data_dir / "work",
             create_token=create_token,
             worker_gone=worker_gone,
+            worker_released=worker_released,
+            load=load,
         )
 
     async def _start_grpc(self, services: Services) -> None:

@@ -44,6 +44,8 @@ STOP_TIMEOUT = 30.0
 # Settings of the product that the environment of whoever runs the tests must not change.
 _PRODUCT_VARIABLES = ("GRPC_PORT", "RUST_LOG", "COLUMNS", "LINES")
 _POLL = 0.1
+# Where no Docker engine answers.
+NO_DOCKER = "unix:///nonexistent/docker.sock"
 
 Wrap = Callable[[list[str]], list[str]]
 
@@ -57,12 +59,14 @@ def free_port() -> int:
 
 
 def product_env(**extra: str) -> dict[str, str]:
-    """This process's environment without anything that configures Hodei or libpq."""
+    """This process's environment without anything that configures Hodei or libpq, and with no
+    Docker engine (``hodei up`` would enable its docker provider): tests that want one say so."""
     env = {
         name: value
         for name, value in os.environ.items()
         if not name.startswith(("HODEI_", "PG")) and name not in _PRODUCT_VARIABLES
     }
+    env["DOCKER_HOST"] = NO_DOCKER
     return env | extra
 
 

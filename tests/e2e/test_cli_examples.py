@@ -1,7 +1,7 @@
 """The user guide's practical examples 1-4, run with the ``hodei`` CLI against ``hodei up``.
 
-The local provider runs jobs as processes on this host, so the guide's images (alpine, python,
-curl) are recorded with the job but not pulled.
+No Docker engine answers here, so ``hodei up`` runs the guide's jobs as processes on this host:
+their images (alpine, python, curl) are recorded with the job, not applied, and the CLI says so.
 """
 
 from __future__ import annotations
@@ -62,6 +62,11 @@ def test_example_1_simple_echo(hodei: HodeiUp) -> None:
     assert DATE_LINE.search(date), date
     assert re.search(r"job \S+ SUCCEEDED", result.stderr)
     assert "Traceback" not in result.stderr
+    # No Docker engine here: the job ran on the host, and the CLI says the image was not used.
+    assert (
+        "note: image alpine:latest was not applied: it ran as a process on the worker's host"
+        in " ".join(result.stderr.split())
+    )
 
 
 def test_example_2_python_script(hodei: HodeiUp) -> None:

@@ -249,3 +249,27 @@ async def test_rest_mirror(hodei: Running) -> None:
     assert queue["jobs_by_state"]["SUCCEEDED"] >= 1
     workers = (await http.get("/api/v1/workers")).json()
     assert workers[0]["state"] == "READY"
+
+
+async def test_an_image_job_without_a_container_provider_runs_on_the_host_and_says_so(
+    hodei: Running,
+) -> None:
+    job_id = await hodei.client.queue(shell("echo ran anyway", image="alpine:latest"))
+    job = await hodei.wait_final(job_id)
+    assert job.state == jobs_pb2.SUCCEEDED
+    assert job.notice == (
+        "image alpine:latest was not applied: it ran as a process on the worker's host "
+        "(no container provider is enabled)"
+    )
+    rest = (await hodei.http.get(f"/api/v1/jobs/{job_id}")).json()
+    assert rest["notice"] == job.notice
+    events = (await hodei.http.get(f"/api/v1/jobs/{job_id}/events")).json()
+    # The audit trail of the user guide stays as it is; the RUNNING change says why.
+    kinds = [e["event_type"] for e in events]
+    assert kinds == ["JobCreated", "JobAssigned", "JobStatusChanged", "JobStatusChanged"]
+    assert events[2]["payload"]["image_not_applied"] == (
+        "it ran as a process on the worker's host (no container provider is enabled)"
+    )
+
+    plain = await hodei.wait_final(await hodei.client.queue(shell("echo no image")))
+    assert plain.notice == ""

@@ -58,7 +58,7 @@ async def test_providers_are_managed_over_rest_and_every_change_is_audited(
 
         bad = await http.post(
             "/api/v1/providers",
-            json=body | {"name": "Bad Name", "min_workers": 5, "config": {"network": "bridge"}},
+            json=body | {"name": "Bad Name", "min_workers": 5, "config": {"network": "overlay"}},
         )
         assert bad.status_code == 422
         fields = {".".join(map(str, d["loc"][1:])) for d in bad.json()["detail"]}
@@ -208,7 +208,7 @@ async def test_a_stopped_provider_manager_starts_nothing_again(
             ProviderConfig(name="local", type=ProviderType.LOCAL, min_workers=0), actor="t"
         )
 
-        async def no_token(worker_id: str, provider: str = "local") -> str:
+        async def no_token(worker_id: str, provider: str) -> str:
             raise AssertionError("no worker may start")
 
         async def gone(worker_id: str, reason: str) -> None:

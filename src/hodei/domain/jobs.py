@@ -116,6 +116,7 @@ class Job:
     exit_code: int | None = None
     error_message: str = ""
     log_truncated: bool = False
+    notice: str = ""  # e.g. that its image was not applied
 
 
 class _Checker:

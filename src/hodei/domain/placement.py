@@ -25,6 +25,61 @@ class WorkerProfile:
     gpus: int = 0
 
 
+@dataclass(frozen=True)
+class RuntimeMix:
+    """Which kinds of worker exist (live, or startable by an enabled provider): whether any runs
+    containers, and the shapes of those that run host processes."""
+
+    containers: bool
+    process_profiles: tuple[WorkerProfile, ...] = ()
+
+    @classmethod
+    def of(cls, profiles: Iterable[WorkerProfile]) -> RuntimeMix:
+        profiles = list(profiles)
+        return cls(
+            containers=any(p.runtime != PROCESS_RUNTIME for p in profiles),
+            process_profiles=tuple(p for p in profiles if p.runtime == PROCESS_RUNTIME),
+        )
+
+    @property
+    def processes(self) -> bool:
+        return bool(self.process_profiles)
+
+    def process_shapes(self) -> list[dict[str, object]]:
+        """The process workers' shapes, for the claim query (distinct ones)."""
+        shapes = {
+            (p.cpu_cores, p.memory_mb, p.gpus, p.arch, p.region) for p in self.process_profiles
+        }
+        keys = ("cpu_cores", "memory_mb", "gpus", "arch", "region")
+        return [dict(zip(keys, shape, strict=True)) for shape in sorted(shapes)]
+
+
+# What the claim assumes when nobody said which workers exist: no containers, no process shapes.
+NO_RUNTIMES = RuntimeMix(containers=False)
+
+
+def wants_container(spec: JobSpec) -> bool:
+    """A job with an image (or DOCKER_EXEC) runs in a container wherever containers exist."""
+    return bool(spec.image) or spec.command_type.needs_container
+
+
+def eligible_profiles(spec: JobSpec, profiles: Iterable[WorkerProfile]) -> list[WorkerProfile]:
+    """The profiles that may take the job, by kind. A job with an image goes to containers when
+    some profile offers them (else to host processes, which say the image was not applied); one
+    without goes to host processes when one of those fits it (else to containers, in the
+    provider's default image); a job that names its provider goes where that provider says.
+    The claim query (``claim_jobs``) applies the same rule."""
+    profiles = list(profiles)
+    if spec.preferences.provider:
+        return profiles
+    containers = [p for p in profiles if p.runtime != PROCESS_RUNTIME]
+    processes = [p for p in profiles if p.runtime == PROCESS_RUNTIME]
+    if wants_container(spec):
+        return containers or processes
+    fitting = [p for p in processes if misfit_reason(spec, p) is None]
+    return fitting or containers or processes
+
+
 def misfit_reason(spec: JobSpec, profile: WorkerProfile) -> str | None:
     """Why a worker of this profile can never run the job, or None when it can."""
     res, prefs = spec.resources, spec.preferences
@@ -47,10 +102,14 @@ def misfit_reason(spec: JobSpec, profile: WorkerProfile) -> str | None:
 
 def unschedulable_reason(spec: JobSpec, profiles: Iterable[WorkerProfile]) -> str | None:
     """None when some profile can run the job; otherwise one line saying why none can."""
+    profiles = list(profiles)
+    eligible = eligible_profiles(spec, profiles)
     reasons: list[str] = []
     for profile in profiles:
         reason = misfit_reason(spec, profile)
-        if reason is None:
+        if profile not in eligible:
+            reason = reason or "it runs host processes, and jobs with an image run in containers"
+        elif reason is None:
             return None
         reasons.append(f"{profile.source}: {reason} ({_describe(profile)})")
     if not reasons:

@@ -36,6 +36,15 @@ class ProviderConfig:
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
+@dataclass(frozen=True)
+class ProviderLoad:
+    """What waits for a provider's kind of worker, and how busy its workers are."""
+
+    pending: int  # runnable PENDING jobs that only this kind of worker would take
+    active: dict[str, int] = field(default_factory=dict)  # worker id -> ASSIGNED/RUNNING jobs
+    ready: frozenset[str] = frozenset()  # its workers that registered and take jobs
+
+
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 MAX_PROVIDER_WORKERS = 1000
 # Upper bounds of the numeric settings in ``config``.
@@ -44,7 +53,15 @@ _CONFIG_MAX = {"cpu_cores": 4096.0, "memory_mb": float(2**32), "vcpus": 1024.0}
 # The settings each type of provider takes in ``config``: name -> (kind, description).
 CONFIG_FIELDS: dict[ProviderType, dict[str, type]] = {
     ProviderType.LOCAL: {"cpu_cores": float, "memory_mb": int, "region": str},
-    ProviderType.DOCKER: {"default_image": str, "network": str, "region": str},
+    ProviderType.DOCKER: {
+        "default_image": str,
+        "network": str,
+        "keep_containers": bool,
+        "cpu_cores": float,
+        "memory_mb": int,
+        "docker_host": str,
+        "region": str,
+    },
     ProviderType.KUBERNETES: {"namespace": str, "kubeconfig": str, "region": str},
     ProviderType.FIRECRACKER: {
         "kernel_path": str,
@@ -55,6 +72,9 @@ CONFIG_FIELDS: dict[ProviderType, dict[str, type]] = {
     },
 }
 
+
+# The network modes a docker provider's containers may use.
+DOCKER_NETWORKS = ("none", "host", "bridge")
 
 Fail = Callable[[str, str], None]
 
@@ -134,6 +154,11 @@ def _settings(kind: ProviderType, config: object, fail: Fail) -> dict[str, Any]:
             fail(where, f"not a setting of a {kind.value} provider ({', '.join(allowed)})")
         elif value in ("", None):
             continue
+        elif wanted is bool:
+            if isinstance(value, bool):
+                settings[key] = value
+            else:
+                fail(where, "must be true or false")
         elif wanted is str:
             if isinstance(value, str) and len(value) <= 1024:
                 settings[key] = value
@@ -143,8 +168,8 @@ def _settings(kind: ProviderType, config: object, fail: Fail) -> dict[str, Any]:
             fail(where, f"must be a number above 0 and at most {_CONFIG_MAX[key]:g}")
         else:
             settings[key] = wanted(value)
-    if kind is ProviderType.DOCKER and settings.get("network", "none") not in ("none", "host"):
-        fail("config.network", "none or host (no other network is reachable here)")
+    if kind is ProviderType.DOCKER and settings.get("network", "none") not in DOCKER_NETWORKS:
+        fail("config.network", f"one of {', '.join(DOCKER_NETWORKS)}")
     return settings
 
 

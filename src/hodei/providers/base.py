@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from hodei.domain.errors import HodeiError
 from hodei.domain.placement import WorkerProfile
-from hodei.domain.providers import ProviderConfig
+from hodei.domain.providers import ProviderConfig, ProviderLoad
+
+
+class ProviderUnavailableError(HodeiError):
+    """A provider cannot run here now (its engine does not answer, say); it is not started."""
+
+
+async def _no_load(provider: str, worker_ids: Sequence[str]) -> ProviderLoad:
+    return ProviderLoad(pending=0)
+
+
+async def _no_release(worker_id: str, reason: str) -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -18,10 +31,14 @@ class ProviderContext:
     server_address: str
     log_dir: Path
     work_dir: Path  # where its workers put job working directories and their ledgers
-    # create_token(worker_id) -> a one-time token bound to this provider and worker id
-    create_token: Callable[[str], Awaitable[str]]
+    # create_token(worker_id, provider) -> a one-time token bound to that provider and worker id
+    create_token: Callable[[str, str], Awaitable[str]]
     # worker_gone(worker_id, reason): the worker's process ended
     worker_gone: Callable[[str, str], Awaitable[None]]
+    # worker_released(worker_id, reason): the provider lets an idle worker go (WorkerReleased)
+    worker_released: Callable[[str, str], Awaitable[None]] = _no_release
+    # load(provider, worker_ids): what waits for the provider and how busy these workers are
+    load: Callable[[str, Sequence[str]], Awaitable[ProviderLoad]] = _no_load
 
 
 class Provider(Protocol):
@@ -35,7 +52,11 @@ class Provider(Protocol):
         ...
 
     async def start(self) -> None:
-        """Start keeping the configured workers running."""
+        """Start keeping the configured workers running.
+
+        Raises:
+            ProviderUnavailableError: the provider cannot run here now.
+        """
         ...
 
     async def stop(self) -> None:

@@ -7,7 +7,8 @@ import logging
 
 from hodei.domain.placement import WorkerProfile
 from hodei.domain.providers import ProviderConfig, ProviderType
-from hodei.providers.base import Provider, ProviderContext
+from hodei.providers.base import Provider, ProviderContext, ProviderUnavailableError
+from hodei.providers.docker import DockerProvider
 from hodei.providers.local import LocalProvider
 from hodei.store.providers import ProviderRepository
 
@@ -35,24 +36,32 @@ class ProviderManager:
             if self._stopped:
                 return  # the server is stopping: a late notification must not start anything
             wanted = {c.name: c for c in await self._repository.list() if c.enabled}
-            for provider in list(self._providers):
-                if not _runs_as(provider.config, wanted.get(provider.config.name)):
-                    log.info("stopping provider %s", provider.config.name)
-                    await provider.stop()
-                    self._providers.remove(provider)
+            for current in list(self._providers):
+                if not _runs_as(current.config, wanted.get(current.config.name)):
+                    log.info("stopping provider %s", current.config.name)
+                    await current.stop()
+                    self._providers.remove(current)
             running = {p.config.name for p in self._providers}
             for config in wanted.values():
                 if config.name in running:
                     continue
-                if config.type is not ProviderType.LOCAL:
+                provider: Provider
+                if config.type is ProviderType.LOCAL:
+                    provider = LocalProvider(config, self._context)
+                elif config.type is ProviderType.DOCKER:
+                    provider = DockerProvider(config, self._context)
+                else:
                     log.warning(
                         "provider %s of type %s is enabled but this server cannot run it yet",
                         config.name,
                         config.type.value,
                     )
                     continue
-                provider = LocalProvider(config, self._context)
-                await provider.start()
+                try:
+                    await provider.start()
+                except ProviderUnavailableError as exc:
+                    log.error("%s; its jobs go to other workers until it answers", exc)
+                    continue
                 self._providers.append(provider)
 
     async def stop(self) -> None:

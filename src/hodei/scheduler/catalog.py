@@ -6,7 +6,12 @@ import time
 from collections.abc import Callable
 
 from hodei.domain.jobs import JobSpec
-from hodei.domain.placement import PROCESS_RUNTIME, WorkerProfile, unschedulable_reason
+from hodei.domain.placement import (
+    PROCESS_RUNTIME,
+    RuntimeMix,
+    WorkerProfile,
+    unschedulable_reason,
+)
 from hodei.store.workers import WorkerRepository
 
 ProfileSource = Callable[[], list[WorkerProfile]]
@@ -46,3 +51,7 @@ class CapacityCatalog:
         """Whether any worker or enabled provider runs jobs in containers."""
         profiles = await self._profiles(fresh=False)
         return any(p.runtime != PROCESS_RUNTIME for p in profiles)
+
+    async def runtime_mix(self) -> RuntimeMix:
+        """Which kinds of worker exist or can be started."""
+        return RuntimeMix.of(await self._profiles(fresh=False))

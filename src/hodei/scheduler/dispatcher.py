@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from hodei.background import BackgroundLoop
 from hodei.domain.errors import HodeiError
+from hodei.domain.placement import NO_RUNTIMES, RuntimeMix
 from hodei.scheduler.sessions import SessionRegistry, WorkerSession
 from hodei.store.jobs import JobRepository
 
@@ -34,8 +36,10 @@ class Dispatcher(BackgroundLoop):
         *,
         lease_ttl: timedelta,
         poll_interval: timedelta = timedelta(seconds=1),
+        runtime_mix: Callable[[], Awaitable[RuntimeMix]] | None = None,
     ) -> None:
         self._jobs = jobs
+        self._runtime_mix = runtime_mix
         self._sessions = sessions
         self._lease_ttl = lease_ttl
         self._poll = poll_interval.total_seconds()
@@ -72,12 +76,13 @@ class Dispatcher(BackgroundLoop):
         assigned = 0
         exhausted: set[str] = set()
         limit = 1
+        mix = await self._runtime_mix() if self._runtime_mix is not None else NO_RUNTIMES
         while True:
             progress = 0
             for session in self._sessions.with_room():
                 if session.worker_id in exhausted:
                     continue
-                got = await self._claim_for(session, limit)
+                got = await self._claim_for(session, limit, mix)
                 if got:
                     progress += got
                 else:
@@ -87,8 +92,10 @@ class Dispatcher(BackgroundLoop):
             assigned += progress
             limit = CLAIM_BATCH
 
-    async def _claim_for(self, session: WorkerSession, limit: int) -> int:
-        claimed = await self._jobs.claim_many(session.worker_id, self._lease_ttl, limit=limit)
+    async def _claim_for(self, session: WorkerSession, limit: int, mix: RuntimeMix) -> int:
+        claimed = await self._jobs.claim_many(
+            session.worker_id, self._lease_ttl, limit=limit, runtimes=mix
+        )
         if not claimed:
             return 0
         if self._sessions.get(session.worker_id) is not session:

@@ -28,6 +28,9 @@ from hodei.store.workers import Registration, WorkerRepository
 
 log = logging.getLogger(__name__)
 
+# What a worker says about an image is cut to this length before it is stored.
+MAX_NOTE_CHARS = 500
+
 
 @dataclass(frozen=True)
 class WorkerProtocolConfig:
@@ -184,9 +187,19 @@ class WorkerService:
             session.send(CancelCommand(job_id, attempt, timedelta(0)))
 
     async def job_started(
-        self, session: WorkerSession, job_id: str, attempt: int, pid: int, started_at: datetime
+        self,
+        session: WorkerSession,
+        job_id: str,
+        attempt: int,
+        pid: int,
+        started_at: datetime,
+        *,
+        image_pulled: str = "",
+        pull_ms: int = 0,
+        image_not_applied: str = "",
     ) -> None:
-        """ASSIGNED -> RUNNING (fenced by attempt)."""
+        """ASSIGNED -> RUNNING (fenced by attempt), with the pull of its image or the reason
+        its image was not applied."""
         await self._jobs.mark_running(
             worker_id=session.worker_id,
             job_id=job_id,
@@ -194,6 +207,9 @@ class WorkerService:
             started_at=started_at,
             pid=pid,
             lease_ttl=self.config.lease_ttl,
+            image_pulled=image_pulled[:MAX_NOTE_CHARS],
+            pull_ms=max(0, pull_ms),
+            image_not_applied=image_not_applied[:MAX_NOTE_CHARS],
         )
         session.send(AckCommand(job_id, attempt, started=True))
 

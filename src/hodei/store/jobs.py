@@ -16,6 +16,7 @@ from hodei.domain.errors import (
     ValidationError,
 )
 from hodei.domain.jobs import CommandType, Job, JobSpec, Preferences, Priority, Resources
+from hodei.domain.placement import NO_RUNTIMES, RuntimeMix
 from hodei.domain.retries import AttemptOutcome, RetryPolicy
 from hodei.domain.states import JobState, ensure_transition
 from hodei.store.database import Database, Row
@@ -123,6 +124,7 @@ def job_from_row(row: Row) -> Job:
         exit_code=row["exit_code"],
         error_message=row["error_message"],
         log_truncated=row["log_truncated"],
+        notice=row["notice"],
     )
 
 
@@ -235,12 +237,25 @@ class JobRepository:
         return claimed[0] if claimed else None
 
     async def claim_many(
-        self, worker_id: str, lease_ttl: timedelta, *, limit: int
+        self,
+        worker_id: str,
+        lease_ttl: timedelta,
+        *,
+        limit: int,
+        runtimes: RuntimeMix = NO_RUNTIMES,
     ) -> list[ClaimedJob]:
         """Assign up to ``limit`` of the best PENDING jobs that fit the worker together, in
-        queue order (highest priority, then oldest); empty when none fits."""
+        queue order (highest priority, then oldest); empty when none fits. ``runtimes`` says
+        which kinds of worker exist, for the jobs that prefer one (see ``placement``)."""
         rows = await self._db.fetch_all(
-            "claim_jobs", {"worker_id": worker_id, "lease_ttl": lease_ttl, "limit": limit}
+            "claim_jobs",
+            {
+                "worker_id": worker_id,
+                "lease_ttl": lease_ttl,
+                "limit": limit,
+                "containers_exist": runtimes.containers,
+                "process_shapes": Jsonb(runtimes.process_shapes()),
+            },
         )
         return [
             ClaimedJob(job=job_from_row(row), first_sequence=row["last_log_sequence"] + 1)
@@ -264,8 +279,14 @@ class JobRepository:
         started_at: datetime,
         pid: int,
         lease_ttl: timedelta,
+        image_pulled: str = "",
+        pull_ms: int = 0,
+        image_not_applied: str = "",
     ) -> None:
         """ASSIGNED -> RUNNING. A repeat for the same attempt is a no-op.
+
+        ``image_pulled`` names the image the worker pulled to start it; ``image_not_applied``
+        says why the job's image was not used (it ran as a process on the worker's host).
 
         Raises:
             StaleAttemptError: the attempt is not this worker's current one.
@@ -281,6 +302,9 @@ class JobRepository:
                 "pid": pid,
                 "lease_ttl": lease_ttl,
                 "actor": f"worker:{worker_id}",
+                "image_pulled": image_pulled,
+                "pull_ms": pull_ms,
+                "image_not_applied": image_not_applied,
             },
         )
         if row is None:

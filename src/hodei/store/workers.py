@@ -12,7 +12,8 @@ from datetime import timedelta
 from psycopg.types.json import Jsonb
 
 from hodei.domain.errors import AuthenticationError
-from hodei.domain.placement import WorkerProfile
+from hodei.domain.placement import RuntimeMix, WorkerProfile
+from hodei.domain.providers import ProviderLoad
 from hodei.domain.workers import Worker, WorkerInfo, WorkerState
 from hodei.store.database import Database
 
@@ -225,6 +226,33 @@ class WorkerRepository:
             )
             for row in rows
         ]
+
+    async def provider_load(
+        self,
+        provider: str,
+        worker_ids: Sequence[str],
+        *,
+        runtimes: RuntimeMix,
+        settle: timedelta = timedelta(milliseconds=300),
+    ) -> ProviderLoad:
+        """What waits for ``provider``'s kind of worker (jobs that waited at least ``settle``)
+        and how busy the given workers of it are."""
+        rows = await self._db.fetch_all(
+            "provider_load",
+            {
+                "provider": provider,
+                "ids": [i for i in worker_ids if _is_uuid(i)],
+                "process_shapes": Jsonb(runtimes.process_shapes()),
+                "settle": settle,
+            },
+        )
+        pending = next((row["jobs"] for row in rows if row["worker_id"] is None), 0)
+        workers = [row for row in rows if row["worker_id"] is not None]
+        return ProviderLoad(
+            pending=pending,
+            active={str(row["worker_id"]): row["jobs"] for row in workers},
+            ready=frozenset(str(row["worker_id"]) for row in workers if row["state"] == "READY"),
+        )
 
     async def list(self, include_terminated: bool = False) -> list[Worker]:
         """Workers with what they hold right now."""

@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13hodei/v1/jobs.proto\x12\x08hodei.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x88\x01\n\x14ResourceRequirements\x12\x11\n\tcpu_cores\x18\x01 \x01(\x01\x12\x11\n\tmemory_mb\x18\x02 \x01(\x03\x12\x12\n\nstorage_mb\x18\x03 \x01(\x03\x12\x12\n\ntimeout_ms\x18\x04 \x01(\x03\x12\x14\n\x0cgpu_required\x18\x05 \x01(\x08\x12\x0c\n\x04\x61rch\x18\x06 \x01(\t\"\x80\x01\n\x0bPreferences\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12$\n\x08priority\x18\x03 \x01(\x0e\x32\x12.hodei.v1.Priority\x12\x13\n\x0b\x61llow_retry\x18\x04 \x01(\x08\x12\x14\n\x0cmax_attempts\x18\x05 \x01(\r\"\xf5\x03\n\rJobDefinition\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x0c\x63ommand_type\x18\x02 \x01(\x0e\x32\x15.hodei.v1.CommandType\x12\x0e\n\x06script\x18\x03 \x01(\t\x12\r\n\x05image\x18\x04 \x01(\t\x12-\n\x03\x65nv\x18\x05 \x03(\x0b\x32 .hodei.v1.JobDefinition.EnvEntry\x12:\n\nsecret_env\x18\x06 \x03(\x0b\x32&.hodei.v1.JobDefinition.SecretEnvEntry\x12\x31\n\tresources\x18\x07 \x01(\x0b\x32\x1e.hodei.v1.ResourceRequirements\x12*\n\x0bpreferences\x18\x08 \x01(\x0b\x32\x15.hodei.v1.Preferences\x12\x33\n\x06labels\x18\t \x03(\x0b\x32#.hodei.v1.JobDefinition.LabelsEntry\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x30\n\x0eSecretEnvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9b\x03\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12+\n\ndefinition\x18\x02 \x01(\x0b\x32\x17.hodei.v1.JobDefinition\x12!\n\x05state\x18\x03 \x01(\x0e\x32\x12.hodei.v1.JobState\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\r\x12\x11\n\tworker_id\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x61ssigned_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\texit_code\x18\n \x01(\x05H\x00\x88\x01\x01\x12\x15\n\rerror_message\x18\x0b \x01(\t\x12\x15\n\rlog_truncated\x18\x0c \x01(\x08\x42\x0c\n\n_exit_code\"7\n\x0fQueueJobRequest\x12$\n\x03job\x18\x01 \x01(\x0b\x32\x17.hodei.v1.JobDefinition\"\"\n\x10QueueJobResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\xd1\x01\n\x0fListJobsRequest\x12\"\n\x06states\x18\x01 \x03(\x0e\x32\x12.hodei.v1.JobState\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x31\n\rcreated_after\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"H\n\x10ListJobsResponse\x12\x1b\n\x04jobs\x18\x01 \x03(\x0b\x32\r.hodei.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"!\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\xb7\x01\n\x08JobEvent\x12\n\n\x02id\x18\x01 \x01(\x03\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\x12(\n\x07payload\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12!\n\x05state\x18\x06 \x01(\x0e\x32\x12.hodei.v1.JobState*]\n\x0b\x43ommandType\x12\x1c\n\x18\x43OMMAND_TYPE_UNSPECIFIED\x10\x00\x12\t\n\x05SHELL\x10\x01\x12\x0f\n\x0b\x44OCKER_EXEC\x10\x02\x12\n\n\x06PYTHON\x10\x03\x12\x08\n\x04NODE\x10\x04*C\n\x08Priority\x12\x18\n\x14PRIORITY_UNSPECIFIED\x10\x00\x12\x07\n\x03LOW\x10\x01\x12\n\n\x06NORMAL\x10\x02\x12\x08\n\x04HIGH\x10\x03*\x84\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\x0c\n\x08\x41SSIGNED\x10\x02\x12\x0b\n\x07RUNNING\x10\x03\x12\r\n\tSUCCEEDED\x10\x04\x12\n\n\x06\x46\x41ILED\x10\x05\x12\r\n\tCANCELLED\x10\x06\x12\x0b\n\x07TIMEOUT\x10\x07\x32\xc2\x02\n\x13JobExecutionService\x12\x41\n\x08QueueJob\x12\x19.hodei.v1.QueueJobRequest\x1a\x1a.hodei.v1.QueueJobResponse\x12\x30\n\x06GetJob\x12\x17.hodei.v1.GetJobRequest\x1a\r.hodei.v1.Job\x12\x41\n\x08ListJobs\x12\x19.hodei.v1.ListJobsRequest\x1a\x1a.hodei.v1.ListJobsResponse\x12\x36\n\tCancelJob\x12\x1a.hodei.v1.CancelJobRequest\x1a\r.hodei.v1.Job\x12;\n\x08WatchJob\x12\x19.hodei.v1.WatchJobRequest\x1a\x12.hodei.v1.JobEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13hodei/v1/jobs.proto\x12\x08hodei.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x88\x01\n\x14ResourceRequirements\x12\x11\n\tcpu_cores\x18\x01 \x01(\x01\x12\x11\n\tmemory_mb\x18\x02 \x01(\x03\x12\x12\n\nstorage_mb\x18\x03 \x01(\x03\x12\x12\n\ntimeout_ms\x18\x04 \x01(\x03\x12\x14\n\x0cgpu_required\x18\x05 \x01(\x08\x12\x0c\n\x04\x61rch\x18\x06 \x01(\t\"\x80\x01\n\x0bPreferences\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12$\n\x08priority\x18\x03 \x01(\x0e\x32\x12.hodei.v1.Priority\x12\x13\n\x0b\x61llow_retry\x18\x04 \x01(\x08\x12\x14\n\x0cmax_attempts\x18\x05 \x01(\r\"\xf5\x03\n\rJobDefinition\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x0c\x63ommand_type\x18\x02 \x01(\x0e\x32\x15.hodei.v1.CommandType\x12\x0e\n\x06script\x18\x03 \x01(\t\x12\r\n\x05image\x18\x04 \x01(\t\x12-\n\x03\x65nv\x18\x05 \x03(\x0b\x32 .hodei.v1.JobDefinition.EnvEntry\x12:\n\nsecret_env\x18\x06 \x03(\x0b\x32&.hodei.v1.JobDefinition.SecretEnvEntry\x12\x31\n\tresources\x18\x07 \x01(\x0b\x32\x1e.hodei.v1.ResourceRequirements\x12*\n\x0bpreferences\x18\x08 \x01(\x0b\x32\x15.hodei.v1.Preferences\x12\x33\n\x06labels\x18\t \x03(\x0b\x32#.hodei.v1.JobDefinition.LabelsEntry\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x30\n\x0eSecretEnvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xab\x03\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12+\n\ndefinition\x18\x02 \x01(\x0b\x32\x17.hodei.v1.JobDefinition\x12!\n\x05state\x18\x03 \x01(\x0e\x32\x12.hodei.v1.JobState\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\r\x12\x11\n\tworker_id\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x61ssigned_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\texit_code\x18\n \x01(\x05H\x00\x88\x01\x01\x12\x15\n\rerror_message\x18\x0b \x01(\t\x12\x15\n\rlog_truncated\x18\x0c \x01(\x08\x12\x0e\n\x06notice\x18\r \x01(\tB\x0c\n\n_exit_code\"7\n\x0fQueueJobRequest\x12$\n\x03job\x18\x01 \x01(\x0b\x32\x17.hodei.v1.JobDefinition\"\"\n\x10QueueJobResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\xd1\x01\n\x0fListJobsRequest\x12\"\n\x06states\x18\x01 \x03(\x0e\x32\x12.hodei.v1.JobState\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x31\n\rcreated_after\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"H\n\x10ListJobsResponse\x12\x1b\n\x04jobs\x18\x01 \x03(\x0b\x32\r.hodei.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"!\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\xb7\x01\n\x08JobEvent\x12\n\n\x02id\x18\x01 \x01(\x03\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\x12(\n\x07payload\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12!\n\x05state\x18\x06 \x01(\x0e\x32\x12.hodei.v1.JobState*]\n\x0b\x43ommandType\x12\x1c\n\x18\x43OMMAND_TYPE_UNSPECIFIED\x10\x00\x12\t\n\x05SHELL\x10\x01\x12\x0f\n\x0b\x44OCKER_EXEC\x10\x02\x12\n\n\x06PYTHON\x10\x03\x12\x08\n\x04NODE\x10\x04*C\n\x08Priority\x12\x18\n\x14PRIORITY_UNSPECIFIED\x10\x00\x12\x07\n\x03LOW\x10\x01\x12\n\n\x06NORMAL\x10\x02\x12\x08\n\x04HIGH\x10\x03*\x84\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\x0c\n\x08\x41SSIGNED\x10\x02\x12\x0b\n\x07RUNNING\x10\x03\x12\r\n\tSUCCEEDED\x10\x04\x12\n\n\x06\x46\x41ILED\x10\x05\x12\r\n\tCANCELLED\x10\x06\x12\x0b\n\x07TIMEOUT\x10\x07\x32\xc2\x02\n\x13JobExecutionService\x12\x41\n\x08QueueJob\x12\x19.hodei.v1.QueueJobRequest\x1a\x1a.hodei.v1.QueueJobResponse\x12\x30\n\x06GetJob\x12\x17.hodei.v1.GetJobRequest\x1a\r.hodei.v1.Job\x12\x41\n\x08ListJobs\x12\x19.hodei.v1.ListJobsRequest\x1a\x1a.hodei.v1.ListJobsResponse\x12\x36\n\tCancelJob\x12\x1a.hodei.v1.CancelJobRequest\x1a\r.hodei.v1.Job\x12;\n\x08WatchJob\x12\x19.hodei.v1.WatchJobRequest\x1a\x12.hodei.v1.JobEvent0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,12 +39,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOBDEFINITION_SECRETENVENTRY']._serialized_options = b'8\001'
   _globals['_JOBDEFINITION_LABELSENTRY']._loaded_options = None
   _globals['_JOBDEFINITION_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_COMMANDTYPE']._serialized_start=1953
-  _globals['_COMMANDTYPE']._serialized_end=2046
-  _globals['_PRIORITY']._serialized_start=2048
-  _globals['_PRIORITY']._serialized_end=2115
-  _globals['_JOBSTATE']._serialized_start=2118
-  _globals['_JOBSTATE']._serialized_end=2250
+  _globals['_COMMANDTYPE']._serialized_start=1969
+  _globals['_COMMANDTYPE']._serialized_end=2062
+  _globals['_PRIORITY']._serialized_start=2064
+  _globals['_PRIORITY']._serialized_end=2131
+  _globals['_JOBSTATE']._serialized_start=2134
+  _globals['_JOBSTATE']._serialized_end=2266
   _globals['_RESOURCEREQUIREMENTS']._serialized_start=97
   _globals['_RESOURCEREQUIREMENTS']._serialized_end=233
   _globals['_PREFERENCES']._serialized_start=236
@@ -58,23 +58,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOBDEFINITION_LABELSENTRY']._serialized_start=823
   _globals['_JOBDEFINITION_LABELSENTRY']._serialized_end=868
   _globals['_JOB']._serialized_start=871
-  _globals['_JOB']._serialized_end=1282
-  _globals['_QUEUEJOBREQUEST']._serialized_start=1284
-  _globals['_QUEUEJOBREQUEST']._serialized_end=1339
-  _globals['_QUEUEJOBRESPONSE']._serialized_start=1341
-  _globals['_QUEUEJOBRESPONSE']._serialized_end=1375
-  _globals['_GETJOBREQUEST']._serialized_start=1377
-  _globals['_GETJOBREQUEST']._serialized_end=1408
-  _globals['_LISTJOBSREQUEST']._serialized_start=1411
-  _globals['_LISTJOBSREQUEST']._serialized_end=1620
-  _globals['_LISTJOBSRESPONSE']._serialized_start=1622
-  _globals['_LISTJOBSRESPONSE']._serialized_end=1694
-  _globals['_CANCELJOBREQUEST']._serialized_start=1696
-  _globals['_CANCELJOBREQUEST']._serialized_end=1730
-  _globals['_WATCHJOBREQUEST']._serialized_start=1732
-  _globals['_WATCHJOBREQUEST']._serialized_end=1765
-  _globals['_JOBEVENT']._serialized_start=1768
-  _globals['_JOBEVENT']._serialized_end=1951
-  _globals['_JOBEXECUTIONSERVICE']._serialized_start=2253
-  _globals['_JOBEXECUTIONSERVICE']._serialized_end=2575
+  _globals['_JOB']._serialized_end=1298
+  _globals['_QUEUEJOBREQUEST']._serialized_start=1300
+  _globals['_QUEUEJOBREQUEST']._serialized_end=1355
+  _globals['_QUEUEJOBRESPONSE']._serialized_start=1357
+  _globals['_QUEUEJOBRESPONSE']._serialized_end=1391
+  _globals['_GETJOBREQUEST']._serialized_start=1393
+  _globals['_GETJOBREQUEST']._serialized_end=1424
+  _globals['_LISTJOBSREQUEST']._serialized_start=1427
+  _globals['_LISTJOBSREQUEST']._serialized_end=1636
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1638
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1710
+  _globals['_CANCELJOBREQUEST']._serialized_start=1712
+  _globals['_CANCELJOBREQUEST']._serialized_end=1746
+  _globals['_WATCHJOBREQUEST']._serialized_start=1748
+  _globals['_WATCHJOBREQUEST']._serialized_end=1781
+  _globals['_JOBEVENT']._serialized_start=1784
+  _globals['_JOBEVENT']._serialized_end=1967
+  _globals['_JOBEXECUTIONSERVICE']._serialized_start=2269
+  _globals['_JOBEXECUTIONSERVICE']._serialized_end=2591
 # @@protoc_insertion_point(module_scope)

@@ -305,6 +305,7 @@ class Job(_message.Message):
     EXIT_CODE_FIELD_NUMBER: _builtins.int
     ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
     LOG_TRUNCATED_FIELD_NUMBER: _builtins.int
+    NOTICE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     state: Global___JobState.ValueType
     attempt: _builtins.int
@@ -313,6 +314,10 @@ class Job(_message.Message):
     error_message: _builtins.str
     log_truncated: _builtins.bool
     """the log reached the server's per-job size cap: the rest is not kept"""
+    notice: _builtins.str
+    """Something the person who submitted the job should know, e.g. that its image was not applied
+    because it ran as a process on a worker's host.
+    """
     @_builtins.property
     def definition(self) -> Global___JobDefinition:
         """The definition as submitted; secret_env holds only the names, with "***" as values."""
@@ -340,10 +345,11 @@ class Job(_message.Message):
         exit_code: _builtins.int | None = ...,
         error_message: _builtins.str = ...,
         log_truncated: _builtins.bool = ...,
+        notice: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "assigned_at", b"assigned_at", "created_at", b"created_at", "definition", b"definition", "exit_code", b"exit_code", "finished_at", b"finished_at", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "assigned_at", b"assigned_at", "attempt", b"attempt", "created_at", b"created_at", "definition", b"definition", "error_message", b"error_message", "exit_code", b"exit_code", "finished_at", b"finished_at", "id", b"id", "log_truncated", b"log_truncated", "started_at", b"started_at", "state", b"state", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "assigned_at", b"assigned_at", "attempt", b"attempt", "created_at", b"created_at", "definition", b"definition", "error_message", b"error_message", "exit_code", b"exit_code", "finished_at", b"finished_at", "id", b"id", "log_truncated", b"log_truncated", "notice", b"notice", "started_at", b"started_at", "state", b"state", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__exit_code: _TypeAlias = _typing.Literal["exit_code"]  # noqa: Y015
     _WhichOneofArgType__exit_code: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code"]  # noqa: Y015

@@ -27,7 +27,7 @@ from hodei.v1 import jobs_pb2 as hodei_dot_v1_dot_jobs__pb2
 from hodei.v1 import logs_pb2 as hodei_dot_v1_dot_logs__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15hodei/v1/worker.proto\x12\x08hodei.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13hodei/v1/jobs.proto\x1a\x13hodei/v1/logs.proto\"\xf3\x01\n\nWorkerInfo\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x0c\n\x04\x61rch\x18\x02 \x01(\t\x12\x0e\n\x06region\x18\x03 \x01(\t\x12\x0f\n\x07runtime\x18\x04 \x01(\t\x12\x11\n\tcpu_cores\x18\x05 \x01(\x01\x12\x11\n\tmemory_mb\x18\x06 \x01(\x03\x12\x0c\n\x04gpus\x18\x07 \x01(\x05\x12\x30\n\x06labels\x18\x08 \x03(\x0b\x32 .hodei.v1.WorkerInfo.LabelsEntry\x12\x0f\n\x07version\x18\t \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"B\n\x0fRegisterRequest\x12\x0b\n\x03otp\x18\x01 \x01(\t\x12\"\n\x04info\x18\x02 \x01(\x0b\x32\x14.hodei.v1.WorkerInfo\"q\n\x10RegisterResponse\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x15\n\rsession_token\x18\x02 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x03 \x01(\x05\x12\x14\n\x0clease_ttl_ms\x18\x04 \x01(\x05\"-\n\nAttemptRef\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\"_\n\tHeartbeat\x12%\n\x07running\x18\x01 \x03(\x0b\x32\x14.hodei.v1.AttemptRef\x12\x13\n\x0b\x63pu_percent\x18\x02 \x01(\x01\x12\x16\n\x0ememory_used_mb\x18\x03 \x01(\x03\"l\n\nJobStarted\x12!\n\x03ref\x18\x01 \x01(\x0b\x32\x14.hodei.v1.AttemptRef\x12\x0b\n\x03pid\x18\x02 \x01(\x05\x12.\n\nstarted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"V\n\x08LogBatch\x12!\n\x03ref\x18\x01 \x01(\x0b\x32\x14.hodei.v1.AttemptRef\x12!\n\x05\x63hunk\x18\x03 \x01(\x0b\x32\x12.hodei.v1.LogChunkJ\x04\x08\x02\x10\x03\"\xed\x01\n\tJobResult\x12!\n\x03ref\x18\x01 \x01(\x0b\x32\x14.hodei.v1.AttemptRef\x12!\n\x05state\x18\x02 \x01(\x0e\x32\x12.hodei.v1.JobState\x12\x16\n\texit_code\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x15\n\rerror_message\x18\x04 \x01(\t\x12/\n\x0b\x66inished_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rlast_sequence\x18\x06 \x01(\x03\x12\x15\n\rlog_truncated\x18\x07 \x01(\x08\x42\x0c\n\n_exit_code\"\x07\n\x05\x44rain\"\x19\n\x07Goodbye\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\xa7\x02\n\rWorkerMessage\x12(\n\theartbeat\x18\x01 \x01(\x0b\x32\x13.hodei.v1.HeartbeatH\x00\x12\'\n\x07started\x18\x02 \x01(\x0b\x32\x14.hodei.v1.JobStartedH\x00\x12\"\n\x04logs\x18\x03 \x01(\x0b\x32\x12.hodei.v1.LogBatchH\x00\x12%\n\x06result\x18\x04 \x01(\x0b\x32\x13.hodei.v1.JobResultH\x00\x12 \n\x05\x64rain\x18\x05 \x01(\x0b\x32\x0f.hodei.v1.DrainH\x00\x12$\n\x07goodbye\x18\x06 \x01(\x0b\x32\x11.hodei.v1.GoodbyeH\x00\x12(\n\x05usage\x18\x07 \x01(\x0b\x32\x17.hodei.v1.ResourceUsageH\x00\x42\x06\n\x04\x62ody\"1\n\rResourceUsage\x12 \n\x04jobs\x18\x01 \x03(\x0b\x32\x12.hodei.v1.JobUsage\"\x88\x01\n\x08JobUsage\x12!\n\x03ref\x18\x01 \x01(\x0b\x32\x14.hodei.v1.AttemptRef\x12.\n\nsampled_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x63pu_percent\x18\x03 \x01(\x01\x12\x14\n\x0cmemory_bytes\x18\x04 \x01(\x03\"\xa0\x01\n\x06RunJob\x12!\n\x03ref\x18\x01 \x01(\x0b\x32\x14.hodei.v1.AttemptRef\x12+\n\ndefinition\x18\x02 \x01(\x0b\x32\x17.hodei.v1.JobDefinition\x12\x16\n\x0e\x66irst_sequence\x18\x03 \x01(\x03\x12\x17\n\x0flog_limit_bytes\x18\x04 \x01(\x03\x12\x15\n\rstop_grace_ms\x18\x05 \x01(\x05\"G\n\x10\x43\x61ncelJobCommand\x12!\n\x03ref\x18\x01 \x01(\x0b\x32\x14.hodei.v1.AttemptRef\x12\x10\n\x08grace_ms\x18\x02 \x01(\x05\"\x82\x01\n\x03\x41\x63k\x12!\n\x03ref\x18\x01 \x01(\x0b\x32\x14.hodei.v1.AttemptRef\x12\x16\n\x0clogs_through\x18\x02 \x01(\x03H\x00\x12\x10\n\x06result\x18\x03 \x01(\x08H\x00\x12\x11\n\x07started\x18\x04 \x01(\x08H\x00\x12\x13\n\theartbeat\x18\x05 \x01(\x08H\x00\x42\x06\n\x04what\">\n\tRejection\x12!\n\x03ref\x18\x01 \x01(\x0b\x32\x14.hodei.v1.AttemptRef\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xae\x01\n\rServerMessage\x12\x1f\n\x03run\x18\x01 \x01(\x0b\x32\x10.hodei.v1.RunJobH\x00\x12,\n\x06\x63\x61ncel\x18\x02 \x01(\x0b\x32\x1a.hodei.v1.CancelJobCommandH\x00\x12\x1c\n\x03\x61\x63k\x18\x03 \x01(\x0b\x32\r.hodei.v1.AckH\x00\x12(\n\trejection\x18\x04 \x01(\x0b\x32\x13.hodei.v1.RejectionH\x00\x42\x06\n\x04\x62ody2\x98\x01\n\x12WorkerAgentService\x12\x41\n\x08Register\x12\x19.hodei.v1.RegisterRequest\x1a\x1a.hodei.v1.RegisterResponse\x12?\n\x07\x43onnect\x12\x17.hodei.v1.WorkerMessage\x1a\x17.hodei.v1.ServerMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15hodei/v1/worker.proto\x12\x08hodei.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13hodei/v1/jobs.proto\x1a\x13hodei/v1/logs.proto\"\xf3\x01\n\nWorkerInfo\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x0c\n\x04\x61rch\x18\x02 \x01(\t\x12\x0e\n\x06region\x18\x03 \x01(\t\x12\x0f\n\x07runtime\x18\x04 \x01(\t\x12\x11\n\tcpu_cores\x18\x05 \x01(\x01\x12\x11\n\tmemory_mb\x18\x06 \x01(\x03\x12\x0c\n\x04gpus\x18\x07 \x01(\x05\x12\x30\n\x06labels\x18\x08 \x03(\x0b\x32 .hodei.v1.WorkerInfo.LabelsEntry\x12\x0f\n\x07version\x18\t \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"B\n\x0fRegisterRequest\x12\x0b\n\x03otp\x18\x01 \x01(\t\x12\"\n\x04info\x18\x02 \x01(\x0b\x32\x14.hodei.v1.WorkerInfo\"q\n\x10RegisterResponse\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x15\n\rsession_token\x18\x02 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x03 \x01(\x05\x12\x14\n\x0clease_ttl_ms\x18\x04 \x01(\x05\"-\n\nAttemptRef\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\"_\n\tHeartbeat\x12%\n\x07running\x18\x01 \x03(\x0b\x32\x14.hodei.v1.AttemptRef\x12\x13\n\x0b\x63pu_percent\x18\x02 \x01(\x01\x12\x16\n\x0ememory_used_mb\x18\x03 \x01(\x03\"\xb0\x01\n\nJobStarted\x12!\n\x03ref\x18\x01 \x01(\x0b\x32\x14.hodei.v1.AttemptRef\x12\x0b\n\x03pid\x18\x02 \x01(\x05\x12.\n\nstarted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\nimage_pull\x18\x04 \x01(\x0b\x32\x13.hodei.v1.ImagePull\x12\x19\n\x11image_not_applied\x18\x05 \x01(\t\"/\n\tImagePull\x12\r\n\x05image\x18\x01 \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\x02 \x01(\x03\"V\n\x08LogBatch\x12!\n\x03ref\x18\x01 \x01(\x0b\x32\x14.hodei.v1.AttemptRef\x12!\n\x05\x63hunk\x18\x03 \x01(\x0b\x32\x12.hodei.v1.LogChunkJ\x04\x08\x02\x10\x03\"\xed\x01\n\tJobResult\x12!\n\x03ref\x18\x01 \x01(\x0b\x32\x14.hodei.v1.AttemptRef\x12!\n\x05state\x18\x02 \x01(\x0e\x32\x12.hodei.v1.JobState\x12\x16\n\texit_code\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x15\n\rerror_message\x18\x04 \x01(\t\x12/\n\x0b\x66inished_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rlast_sequence\x18\x06 \x01(\x03\x12\x15\n\rlog_truncated\x18\x07 \x01(\x08\x42\x0c\n\n_exit_code\"\x07\n\x05\x44rain\"\x19\n\x07Goodbye\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\xa7\x02\n\rWorkerMessage\x12(\n\theartbeat\x18\x01 \x01(\x0b\x32\x13.hodei.v1.HeartbeatH\x00\x12\'\n\x07started\x18\x02 \x01(\x0b\x32\x14.hodei.v1.JobStartedH\x00\x12\"\n\x04logs\x18\x03 \x01(\x0b\x32\x12.hodei.v1.LogBatchH\x00\x12%\n\x06result\x18\x04 \x01(\x0b\x32\x13.hodei.v1.JobResultH\x00\x12 \n\x05\x64rain\x18\x05 \x01(\x0b\x32\x0f.hodei.v1.DrainH\x00\x12$\n\x07goodbye\x18\x06 \x01(\x0b\x32\x11.hodei.v1.GoodbyeH\x00\x12(\n\x05usage\x18\x07 \x01(\x0b\x32\x17.hodei.v1.ResourceUsageH\x00\x42\x06\n\x04\x62ody\"1\n\rResourceUsage\x12 \n\x04jobs\x18\x01 \x03(\x0b\x32\x12.hodei.v1.JobUsage\"\x88\x01\n\x08JobUsage\x12!\n\x03ref\x18\x01 \x01(\x0b\x32\x14.hodei.v1.AttemptRef\x12.\n\nsampled_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x63pu_percent\x18\x03 \x01(\x01\x12\x14\n\x0cmemory_bytes\x18\x04 \x01(\x03\"\xa0\x01\n\x06RunJob\x12!\n\x03ref\x18\x01 \x01(\x0b\x32\x14.hodei.v1.AttemptRef\x12+\n\ndefinition\x18\x02 \x01(\x0b\x32\x17.hodei.v1.JobDefinition\x12\x16\n\x0e\x66irst_sequence\x18\x03 \x01(\x03\x12\x17\n\x0flog_limit_bytes\x18\x04 \x01(\x03\x12\x15\n\rstop_grace_ms\x18\x05 \x01(\x05\"G\n\x10\x43\x61ncelJobCommand\x12!\n\x03ref\x18\x01 \x01(\x0b\x32\x14.hodei.v1.AttemptRef\x12\x10\n\x08grace_ms\x18\x02 \x01(\x05\"\x82\x01\n\x03\x41\x63k\x12!\n\x03ref\x18\x01 \x01(\x0b\x32\x14.hodei.v1.AttemptRef\x12\x16\n\x0clogs_through\x18\x02 \x01(\x03H\x00\x12\x10\n\x06result\x18\x03 \x01(\x08H\x00\x12\x11\n\x07started\x18\x04 \x01(\x08H\x00\x12\x13\n\theartbeat\x18\x05 \x01(\x08H\x00\x42\x06\n\x04what\">\n\tRejection\x12!\n\x03ref\x18\x01 \x01(\x0b\x32\x14.hodei.v1.AttemptRef\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xae\x01\n\rServerMessage\x12\x1f\n\x03run\x18\x01 \x01(\x0b\x32\x10.hodei.v1.RunJobH\x00\x12,\n\x06\x63\x61ncel\x18\x02 \x01(\x0b\x32\x1a.hodei.v1.CancelJobCommandH\x00\x12\x1c\n\x03\x61\x63k\x18\x03 \x01(\x0b\x32\r.hodei.v1.AckH\x00\x12(\n\trejection\x18\x04 \x01(\x0b\x32\x13.hodei.v1.RejectionH\x00\x42\x06\n\x04\x62ody2\x98\x01\n\x12WorkerAgentService\x12\x41\n\x08Register\x12\x19.hodei.v1.RegisterRequest\x1a\x1a.hodei.v1.RegisterResponse\x12?\n\x07\x43onnect\x12\x17.hodei.v1.WorkerMessage\x1a\x17.hodei.v1.ServerMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -48,32 +48,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ATTEMPTREF']._serialized_end=584
   _globals['_HEARTBEAT']._serialized_start=586
   _globals['_HEARTBEAT']._serialized_end=681
-  _globals['_JOBSTARTED']._serialized_start=683
-  _globals['_JOBSTARTED']._serialized_end=791
-  _globals['_LOGBATCH']._serialized_start=793
-  _globals['_LOGBATCH']._serialized_end=879
-  _globals['_JOBRESULT']._serialized_start=882
-  _globals['_JOBRESULT']._serialized_end=1119
-  _globals['_DRAIN']._serialized_start=1121
-  _globals['_DRAIN']._serialized_end=1128
-  _globals['_GOODBYE']._serialized_start=1130
-  _globals['_GOODBYE']._serialized_end=1155
-  _globals['_WORKERMESSAGE']._serialized_start=1158
-  _globals['_WORKERMESSAGE']._serialized_end=1453
-  _globals['_RESOURCEUSAGE']._serialized_start=1455
-  _globals['_RESOURCEUSAGE']._serialized_end=1504
-  _globals['_JOBUSAGE']._serialized_start=1507
-  _globals['_JOBUSAGE']._serialized_end=1643
-  _globals['_RUNJOB']._serialized_start=1646
-  _globals['_RUNJOB']._serialized_end=1806
-  _globals['_CANCELJOBCOMMAND']._serialized_start=1808
-  _globals['_CANCELJOBCOMMAND']._serialized_end=1879
-  _globals['_ACK']._serialized_start=1882
-  _globals['_ACK']._serialized_end=2012
-  _globals['_REJECTION']._serialized_start=2014
-  _globals['_REJECTION']._serialized_end=2076
-  _globals['_SERVERMESSAGE']._serialized_start=2079
-  _globals['_SERVERMESSAGE']._serialized_end=2253
-  _globals['_WORKERAGENTSERVICE']._serialized_start=2256
-  _globals['_WORKERAGENTSERVICE']._serialized_end=2408
+  _globals['_JOBSTARTED']._serialized_start=684
+  _globals['_JOBSTARTED']._serialized_end=860
+  _globals['_IMAGEPULL']._serialized_start=862
+  _globals['_IMAGEPULL']._serialized_end=909
+  _globals['_LOGBATCH']._serialized_start=911
+  _globals['_LOGBATCH']._serialized_end=997
+  _globals['_JOBRESULT']._serialized_start=1000
+  _globals['_JOBRESULT']._serialized_end=1237
+  _globals['_DRAIN']._serialized_start=1239
+  _globals['_DRAIN']._serialized_end=1246
+  _globals['_GOODBYE']._serialized_start=1248
+  _globals['_GOODBYE']._serialized_end=1273
+  _globals['_WORKERMESSAGE']._serialized_start=1276
+  _globals['_WORKERMESSAGE']._serialized_end=1571
+  _globals['_RESOURCEUSAGE']._serialized_start=1573
+  _globals['_RESOURCEUSAGE']._serialized_end=1622
+  _globals['_JOBUSAGE']._serialized_start=1625
+  _globals['_JOBUSAGE']._serialized_end=1761
+  _globals['_RUNJOB']._serialized_start=1764
+  _globals['_RUNJOB']._serialized_end=1924
+  _globals['_CANCELJOBCOMMAND']._serialized_start=1926
+  _globals['_CANCELJOBCOMMAND']._serialized_end=1997
+  _globals['_ACK']._serialized_start=2000
+  _globals['_ACK']._serialized_end=2130
+  _globals['_REJECTION']._serialized_start=2132
+  _globals['_REJECTION']._serialized_end=2194
+  _globals['_SERVERMESSAGE']._serialized_start=2197
+  _globals['_SERVERMESSAGE']._serialized_end=2371
+  _globals['_WORKERAGENTSERVICE']._serialized_start=2374
+  _globals['_WORKERAGENTSERVICE']._serialized_end=2526
 # @@protoc_insertion_point(module_scope)

@@ -194,25 +194,57 @@ class JobStarted(_message.Message):
     REF_FIELD_NUMBER: _builtins.int
     PID_FIELD_NUMBER: _builtins.int
     STARTED_AT_FIELD_NUMBER: _builtins.int
+    IMAGE_PULL_FIELD_NUMBER: _builtins.int
+    IMAGE_NOT_APPLIED_FIELD_NUMBER: _builtins.int
     pid: _builtins.int
+    image_not_applied: _builtins.str
+    """set when the job names an image this worker did not use: why"""
     @_builtins.property
     def ref(self) -> Global___AttemptRef: ...
     @_builtins.property
     def started_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def image_pull(self) -> Global___ImagePull:
+        """set when the image had to be pulled to start this attempt"""
+
     def __init__(
         self,
         *,
         ref: Global___AttemptRef | None = ...,
         pid: _builtins.int = ...,
         started_at: _timestamp_pb2.Timestamp | None = ...,
+        image_pull: Global___ImagePull | None = ...,
+        image_not_applied: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref", "started_at", b"started_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["image_pull", b"image_pull", "ref", b"ref", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["pid", b"pid", "ref", b"ref", "started_at", b"started_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["image_not_applied", b"image_not_applied", "image_pull", b"image_pull", "pid", b"pid", "ref", b"ref", "started_at", b"started_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___JobStarted: _TypeAlias = JobStarted  # noqa: Y015
+
+@_typing.final
+class ImagePull(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IMAGE_FIELD_NUMBER: _builtins.int
+    DURATION_MS_FIELD_NUMBER: _builtins.int
+    image: _builtins.str
+    duration_ms: _builtins.int
+    def __init__(
+        self,
+        *,
+        image: _builtins.str = ...,
+        duration_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_ms", b"duration_ms", "image", b"image"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImagePull: _TypeAlias = ImagePull  # noqa: Y015
 
 @_typing.final
 class LogBatch(_message.Message):

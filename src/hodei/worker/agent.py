@@ -29,6 +29,7 @@ from hodei import __version__
 from hodei.api.grpc import convert
 from hodei.domain.jobs import CommandType, normalize_arch
 from hodei.domain.logs import LogChunk
+from hodei.domain.placement import PROCESS_RUNTIME
 from hodei.domain.states import JobState
 from hodei.v1 import jobs_pb2, worker_pb2, worker_pb2_grpc
 from hodei.worker.capture import BatchLimits, LogBatcher, SecretMasker
@@ -148,6 +149,11 @@ class WorkerAgent:
         self._groups = GroupLedger(self._config.work_dir, self.worker_id)
         self._groups.sweep_dead_predecessors()
         log.info("registered as worker %s", self.worker_id)
+        try:
+            await self._runtime.prepare(self.worker_id)
+        except BaseException:
+            self._groups.close()
+            raise
         connection = asyncio.create_task(self._stay_connected(registration.session_token))
         try:
             await self._stop_requested.wait()
@@ -161,6 +167,7 @@ class WorkerAgent:
                 await connection
             await self._stop_everything()
             self._groups.close()
+            await self._runtime.close()
 
     async def _register(self) -> worker_pb2.RegisterResponse:
         request = worker_pb2.RegisterRequest(otp=self._config.otp, info=self.info())
@@ -391,6 +398,9 @@ class WorkerAgent:
             timeout_ms=definition.resources.timeout_ms,
             workdir=workdir,
             stop_grace=run.stop_grace_ms / 1000,
+            cpu_cores=definition.resources.cpu_cores,
+            memory_mb=definition.resources.memory_mb,
+            arch=definition.resources.arch,
         )
         for old in attempt.superseded:
             await old.ended.wait()
@@ -403,17 +413,26 @@ class WorkerAgent:
             return ExecutionResult(JobState.FAILED, None, str(exc))
         attempt.execution = execution
         assert self._groups is not None
-        self._groups.record(execution.pid, attempt.ref.job_id)
+        if execution.pid:
+            self._groups.record(execution.pid, attempt.ref.job_id)
         try:
             if attempt.cancel_grace is not None:
                 self._cancel(attempt, attempt.cancel_grace)
             started = worker_pb2.JobStarted(
                 ref=attempt.ref, pid=execution.pid, started_at=now_timestamp()
             )
+            if execution.image_pull is not None:
+                started.image_pull.image = execution.image_pull.image
+                started.image_pull.duration_ms = execution.image_pull.duration_ms
+            elif launch.image and self._runtime.name == PROCESS_RUNTIME:
+                started.image_not_applied = (
+                    "it ran as a process on the worker's host (no container provider is enabled)"
+                )
             await self._outbox.put(worker_pb2.WorkerMessage(started=started))
             result = await execution.wait()
         finally:
-            self._groups.forget(execution.pid)
+            if execution.pid:
+                self._groups.forget(execution.pid)
         if attempt.hand_back and result.state is JobState.CANCELLED:
             return ExecutionResult(JobState.PENDING, None, "handed back: its worker stopped")
         return result

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 from array import array
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from hodei.domain.logs import (
@@ -271,8 +271,19 @@ LineSink = Callable[[LogStream, bytes], Awaitable[None]]
 async def pump_lines(reader: asyncio.StreamReader, stream: LogStream, sink: LineSink) -> None:
     """Read a pipe to its end, handing the complete lines of each read to ``sink`` as one block
     (joined by newlines, without the last). A line is never cut, however long."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        while chunk := await reader.read(READ_CHUNK):
+            yield chunk
+
+    await pump_chunks(chunks(), stream, sink)
+
+
+async def pump_chunks(chunks: AsyncIterable[bytes], stream: LogStream, sink: LineSink) -> None:
+    """Hand the complete lines of each chunk of a byte stream to ``sink`` as one block (joined by
+    newlines, without the last); a line split over chunks is joined first, never cut."""
     parts: list[bytes] = []
-    while chunk := await reader.read(READ_CHUNK):
+    async for chunk in chunks:
         parts.append(chunk)
         if b"\n" not in chunk:
             continue  # a long line still coming: nothing complete yet

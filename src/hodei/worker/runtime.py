@@ -41,6 +41,18 @@ class JobLaunch:
     workdir: Path
     # At the timeout: SIGTERM to the job's process group, this many seconds, then SIGKILL.
     stop_grace: float = 10.0
+    # Limits a container runtime applies (a process runtime only counts them).
+    cpu_cores: float = 0.0
+    memory_mb: int = 0
+    arch: str = ""
+
+
+@dataclass(frozen=True)
+class ImagePull:
+    """The image a container runtime had to pull for an attempt."""
+
+    image: str
+    duration_ms: int  # waiting for it included (another attempt may have been pulling it)
 
 
 @dataclass(frozen=True)
@@ -54,7 +66,14 @@ class Execution(Protocol):
     """A started attempt."""
 
     @property
-    def pid(self) -> int: ...
+    def pid(self) -> int:
+        """The leader of the attempt's process group on this host (0 when not known)."""
+        ...
+
+    @property
+    def image_pull(self) -> ImagePull | None:
+        """The image pulled to start this attempt, if one was."""
+        ...
 
     async def wait(self) -> ExecutionResult:
         """Until the attempt ends (by itself, its timeout, or a cancel); output fully read."""
@@ -69,6 +88,14 @@ class Runtime(Protocol):
     """Starts attempts. One per worker."""
 
     name: str
+
+    async def prepare(self, worker_id: str) -> None:
+        """Get ready to run jobs for the worker just registered as ``worker_id``."""
+        ...
+
+    async def close(self) -> None:
+        """Release what ``prepare`` took, once no attempt runs any more."""
+        ...
 
     async def start(self, launch: JobLaunch, sink: LineSink) -> Execution:
         """Start the attempt, feeding every line of its output to ``sink``.
@@ -154,6 +181,7 @@ class ProcessExecution:
     _stopped_as: JobState | None = None
     _stop_reason: str = ""
     _stopping: asyncio.Task[None] | None = field(default=None, repr=False)
+    image_pull: ImagePull | None = None
 
     @property
     def pid(self) -> int:
@@ -215,6 +243,12 @@ class ProcessRuntime:
     """Runs each job as a child process group of the worker, in its own working directory."""
 
     name = "process"
+
+    async def prepare(self, worker_id: str) -> None:
+        pass  # the worker's group ledger sweeps what dead predecessors left
+
+    async def close(self) -> None:
+        pass
 
     async def start(self, launch: JobLaunch, sink: LineSink) -> Execution:
         env = job_environment(launch)

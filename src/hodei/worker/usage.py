@@ -1,4 +1,5 @@
-"""How much CPU and memory each running job uses: all the processes of its group, together."""
+"""How much CPU and memory each running job uses: all the processes of its group (or of the
+session it leads), together."""
 
 from __future__ import annotations
 
@@ -29,7 +30,11 @@ class GroupSampler:
             with contextlib.suppress(psutil.Error, OSError):
                 pgid = os.getpgid(process.pid)
                 if pgid not in pgids:
-                    continue
+                    # A member that made a group of its own stays in the job's session (a
+                    # container's processes: its init leads the session, its command a group).
+                    pgid = os.getsid(process.pid)
+                    if pgid not in pgids:
+                        continue
                 with process.oneshot():
                     times = process.cpu_times()
                     rss = process.memory_info().rss

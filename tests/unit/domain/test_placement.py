@@ -3,7 +3,13 @@ from __future__ import annotations
 from typing import Any
 
 from hodei.domain.jobs import parse_job_spec
-from hodei.domain.placement import WorkerProfile, misfit_reason, unschedulable_reason
+from hodei.domain.placement import (
+    RuntimeMix,
+    WorkerProfile,
+    eligible_profiles,
+    misfit_reason,
+    unschedulable_reason,
+)
 
 LOCAL = WorkerProfile(
     source="provider local",
@@ -62,3 +68,40 @@ def test_nothing_registered_or_enabled() -> None:
     assert unschedulable_reason(spec(), []) == (
         "no worker is registered and no provider is enabled"
     )
+
+
+def test_a_job_with_an_image_goes_to_containers_where_they_exist() -> None:
+    image_job = spec(image="alpine:latest")
+    assert eligible_profiles(image_job, [LOCAL, DOCKER]) == [DOCKER]
+    assert eligible_profiles(image_job, [LOCAL]) == [LOCAL]  # the image is not applied
+
+
+def test_a_job_without_an_image_stays_on_the_host_when_a_host_worker_fits() -> None:
+    assert eligible_profiles(spec(), [LOCAL, DOCKER]) == [LOCAL]
+    gpu_job = spec(resources={"gpu_required": True})
+    assert eligible_profiles(gpu_job, [LOCAL, DOCKER]) == [DOCKER]
+    assert eligible_profiles(spec(), [DOCKER]) == [DOCKER]
+    named = spec(preferences={"provider": "docker"})
+    assert eligible_profiles(named, [LOCAL, DOCKER]) == [LOCAL, DOCKER]
+
+
+def test_an_image_job_too_big_for_the_containers_is_refused_even_if_the_host_fits() -> None:
+    big_local = WorkerProfile("provider big", "big", "process", "x86_64", "local", 64, 2**20)
+    reason = unschedulable_reason(
+        spec(image="alpine:3", resources={"cpu_cores": 16}), [big_local, DOCKER]
+    )
+    assert reason is not None
+    assert (
+        "provider big: it runs host processes, and jobs with an image run in containers" in reason
+    )
+    assert "provider docker: 16 CPU cores were asked for" in reason
+
+
+def test_the_runtime_mix_lists_each_process_shape_once() -> None:
+    mix = RuntimeMix.of([LOCAL, LOCAL, DOCKER])
+    assert mix.containers
+    assert mix.processes
+    assert mix.process_shapes() == [
+        {"cpu_cores": 2, "memory_mb": 4096, "gpus": 0, "arch": "x86_64", "region": "local"}
+    ]
+    assert not RuntimeMix.of([DOCKER]).processes

@@ -111,6 +111,7 @@ def job_to_proto(job: Job) -> jobs_pb2.Job:
         finished_at=timestamp(job.finished_at),
         error_message=job.error_message,
         log_truncated=job.log_truncated,
+        notice=job.notice,
     )
     if job.exit_code is not None:
         message.exit_code = job.exit_code

@@ -160,13 +160,16 @@ class WorkerAgentServicer(worker_pb2_grpc.WorkerAgentServiceServicer):
                     held=[(ref.job_id, ref.attempt) for ref in beat.running],
                 )
             elif kind == "started":
-                ref = message.started.ref
+                started = message.started
                 await self._workers.job_started(
                     session,
-                    ref.job_id,
-                    ref.attempt,
-                    message.started.pid,
-                    convert.from_timestamp(message.started.started_at),
+                    started.ref.job_id,
+                    started.ref.attempt,
+                    started.pid,
+                    convert.from_timestamp(started.started_at),
+                    image_pulled=started.image_pull.image,
+                    pull_ms=started.image_pull.duration_ms,
+                    image_not_applied=started.image_not_applied,
                 )
             elif kind == "logs":
                 ref = message.logs.ref

@@ -74,6 +74,10 @@ class JobOut(BaseModel):
     log_truncated: bool = Field(
         default=False, description="the log reached its size cap: later output was not kept"
     )
+    notice: str = Field(
+        default="",
+        description="what the submitter should know, e.g. that the job's image was not applied",
+    )
 
     @classmethod
     def from_job(cls, job: Job) -> JobOut:
@@ -115,6 +119,7 @@ class JobOut(BaseModel):
             exit_code=job.exit_code,
             error_message=job.error_message,
             log_truncated=job.log_truncated,
+            notice=job.notice,
         )
 
 
@@ -275,8 +280,9 @@ ProviderTypeName = Literal["local", "docker", "kubernetes", "firecracker"]
 
 class ProviderIn(BaseModel):
     """A provider's settings. ``config`` holds the type's own: local: cpu_cores, memory_mb,
-    region; docker: default_image, network (none|host), region; kubernetes: namespace,
-    kubeconfig, region; firecracker: kernel_path, rootfs_path, vcpus, memory_mb, region."""
+    region; docker: default_image, network (none|host|bridge), keep_containers, cpu_cores and
+    memory_mb (per worker), docker_host, region; kubernetes: namespace, kubeconfig, region;
+    firecracker: kernel_path, rootfs_path, vcpus, memory_mb, region."""
 
     model_config = ConfigDict(extra="forbid")
     name: str

@@ -84,6 +84,21 @@ WITH worker AS MATERIALIZED (
       AND (j.provider = '' OR j.provider = w.provider)
       AND (j.region = '' OR j.region = w.region)
       AND (j.command_type <> 'DOCKER_EXEC' OR w.runtime <> 'process')
+      -- A job with an image runs in a container wherever some worker or provider offers them,
+      -- one without on a host process wherever one of those fits it (placement.py
+      -- eligible_profiles says the same), unless it named the provider.
+      AND (j.provider <> '' OR CASE WHEN w.runtime = 'process'
+                                    THEN j.image = '' OR NOT %(containers_exist)s
+                                    ELSE j.image <> '' OR j.command_type = 'DOCKER_EXEC'
+                                         OR NOT EXISTS (
+                                             SELECT 1 FROM jsonb_to_recordset(%(process_shapes)s)
+                                                 AS p (cpu_cores float8, memory_mb bigint,
+                                                       gpus integer, arch text, region text)
+                                             WHERE j.cpu_cores <= p.cpu_cores + 1e-9
+                                               AND j.memory_mb <= p.memory_mb
+                                               AND (NOT j.gpu_required OR p.gpus > 0)
+                                               AND (j.arch = '' OR j.arch = p.arch)
+                                               AND (j.region = '' OR j.region = p.region)) END)
     ORDER BY j.priority DESC, j.created_at, j.id
     LIMIT %(limit)s
     FOR UPDATE OF j SKIP LOCKED
@@ -119,10 +134,15 @@ FROM assigned
 ORDER BY assigned.priority DESC, assigned.created_at, assigned.id;
 
 -- mark_job_running --
--- ASSIGNED -> RUNNING for the current attempt held by this worker.
+-- ASSIGNED -> RUNNING for the current attempt held by this worker. JobImagePulled comes first
+-- when the worker pulled the job's image; when it ran the job on its host instead, the
+-- JobStatusChanged payload says why the image was not applied (and so does the job's notice).
 WITH running AS (
     UPDATE jobs SET state = 'RUNNING', started_at = %(started_at)s,
-                    lease_expires_at = clock_timestamp() + %(lease_ttl)s
+                    lease_expires_at = clock_timestamp() + %(lease_ttl)s,
+                    notice = CASE WHEN %(image_not_applied)s::text = '' THEN ''
+                                  ELSE 'image ' || image || ' was not applied: '
+                                       || %(image_not_applied)s::text END
     WHERE id = %(job_id)s AND attempt = %(attempt)s AND worker_id = %(worker_id)s
       AND state = 'ASSIGNED'
     RETURNING id, attempt, started_at
@@ -131,10 +151,19 @@ WITH running AS (
     FROM running WHERE job_attempts.job_id = running.id AND job_attempts.attempt = running.attempt
 ), audit AS (
     INSERT INTO audit_logs (event_type, actor, correlation_id, payload)
-    SELECT 'JobStatusChanged', %(actor)s, id::text,
-           jsonb_build_object('from', 'ASSIGNED', 'to', 'RUNNING', 'attempt', attempt,
-                              'pid', %(pid)s::integer)
-    FROM running
+    SELECT e.event_type, %(actor)s, running.id::text, e.payload
+    FROM running, LATERAL (VALUES
+        (1, 'JobImagePulled',
+         jsonb_build_object('image', %(image_pulled)s::text, 'attempt', running.attempt,
+                            'duration_ms', %(pull_ms)s::bigint)),
+        (2, 'JobStatusChanged',
+         jsonb_build_object('from', 'ASSIGNED', 'to', 'RUNNING', 'attempt', running.attempt,
+                            'pid', %(pid)s::integer)
+         || CASE WHEN %(image_not_applied)s::text = '' THEN '{}'::jsonb
+                 ELSE jsonb_build_object('image_not_applied', %(image_not_applied)s::text) END)
+    ) AS e (ord, event_type, payload)
+    WHERE e.ord = 2 OR %(image_pulled)s::text <> ''
+    ORDER BY e.ord
 )
 SELECT id, pg_notify('hodei_job_events', id::text) FROM running;
 
@@ -654,3 +683,26 @@ WITH doomed AS (
     RETURNING 1
 )
 SELECT count(*) AS deleted FROM deleted;
+
+-- provider_load --
+-- For a provider's autoscaler: the runnable PENDING jobs that waited at least `settle` and that
+-- only its kind of worker takes (first row, worker_id NULL), then each of its workers with its
+-- state and how many jobs it holds.
+SELECT NULL::uuid AS worker_id, NULL::text AS state, count(*)::integer AS jobs
+FROM jobs j
+WHERE j.state = 'PENDING'
+  AND j.run_after <= clock_timestamp() - %(settle)s
+  AND j.created_at <= clock_timestamp() - %(settle)s
+  AND (j.provider = %(provider)s
+       OR (j.provider = '' AND (j.image <> '' OR j.command_type = 'DOCKER_EXEC' OR NOT EXISTS (
+               SELECT 1 FROM jsonb_to_recordset(%(process_shapes)s)
+                   AS p (cpu_cores float8, memory_mb bigint, gpus integer, arch text, region text)
+               WHERE j.cpu_cores <= p.cpu_cores + 1e-9 AND j.memory_mb <= p.memory_mb
+                 AND (NOT j.gpu_required OR p.gpus > 0) AND (j.arch = '' OR j.arch = p.arch)
+                 AND (j.region = '' OR j.region = p.region)))))
+UNION ALL
+SELECT w.id, w.state,
+       (SELECT count(*) FROM jobs j
+        WHERE j.worker_id = w.id AND j.state IN ('ASSIGNED', 'RUNNING'))::integer
+FROM workers w
+WHERE w.id = ANY(%(ids)s::uuid[]);

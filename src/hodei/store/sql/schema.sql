@@ -82,7 +82,8 @@ CREATE TABLE jobs (
     started_at timestamptz,
     finished_at timestamptz,
     cancel_requested_at timestamptz,
-    log_truncated boolean NOT NULL DEFAULT false
+    log_truncated boolean NOT NULL DEFAULT false,
+    notice text NOT NULL DEFAULT ''
 );
 
 -- The claim walks this index: highest priority first, then oldest.
