@@ -1,7 +1,8 @@
 """The web UI in a real browser (headless Chromium, Playwright) against a real ``hodei up``:
-create a job through the form, watch its logs live and filter them, cancel a running job,
-disable and enable a provider, and open every page at phone and desktop width, writing a
-screenshot of each (``docs/screenshots``, or ``HODEI_SCREENSHOT_DIR``)."""
+create a job through the form, watch its logs live and filter them, cancel a running job, see
+that a job's image was not applied, disable and enable a provider, and open every page at phone
+and desktop width, writing a screenshot of each (``docs/screenshots``, or
+``HODEI_SCREENSHOT_DIR``)."""
 
 from __future__ import annotations
 
@@ -82,9 +83,22 @@ def api(hodei: HodeiUp, method: str, path: str, body: Any = None) -> Any:
     return json.loads(text) if text else None
 
 
-def submit(hodei: HodeiUp, name: str, script: str) -> str:
-    job_id: str = api(hodei, "POST", "/api/v1/jobs", {"name": name, "script": script})["job_id"]
+def submit(hodei: HodeiUp, name: str, script: str, image: str = "") -> str:
+    body = {"name": name, "script": script} | ({"image": image} if image else {})
+    job_id: str = api(hodei, "POST", "/api/v1/jobs", body)["job_id"]
     return job_id
+
+
+def screenshot(page: Page, name: str, width_name: str) -> None:
+    """Check that the page fits the screen's width, and write ``NAME-WIDTH_NAME.png``."""
+    overflow = page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 1, f"{page.url} is {overflow}px wider than a {width_name} screen"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    # A phone screenshot shows the screen (its navigation bar is fixed to the bottom).
+    shot = SCREENSHOTS / f"{name}-{width_name}.png"
+    page.screenshot(path=str(shot), full_page=width_name == "desktop")
 
 
 def test_a_job_created_through_the_form_runs_and_its_page_shows_it(
@@ -194,6 +208,29 @@ def test_a_running_job_is_cancelled_from_its_page(hodei: HodeiUp, page: Page) ->
     assert api(hodei, "GET", f"/api/v1/jobs/{job_id}")["state"] == "CANCELLED"
 
 
+def test_a_job_whose_image_was_not_applied_says_so_on_its_page(hodei: HodeiUp, page: Page) -> None:
+    # This instance has no container provider (and no Docker engine): the job runs on the host.
+    providers = api(hodei, "GET", "/api/v1/providers")
+    docker = [p["name"] for p in providers if p["type"] == "docker" and p["enabled"]]
+    assert not docker, f"enabled docker providers: {docker}"
+    job_id = submit(hodei, "image on the host", "echo hi", image="alpine:latest")
+    page.goto(f"{base(hodei)}/jobs/{job_id}")
+    expect(page.get_by_test_id("job-state")).to_have_text("SUCCEEDED")
+
+    notice = page.get_by_test_id("job-notice")
+    expect(notice).to_be_visible()
+    expect(notice).to_contain_text("image alpine:latest was not applied")
+    image_step = page.get_by_test_id("timeline").locator("[data-step='image']")
+    expect(image_step).to_have_attribute("data-status", "warning")
+    expect(image_step).to_contain_text("not applied: ran on the host")
+    assert "was not applied" in api(hodei, "GET", f"/api/v1/jobs/{job_id}")["notice"]
+
+    screenshot(page, "job-image-not-applied", "desktop")
+    page.set_viewport_size(PHONE)  # type: ignore[arg-type]
+    expect(notice).to_be_in_viewport()
+    screenshot(page, "job-image-not-applied", "phone")
+
+
 def test_a_provider_is_disabled_and_enabled_from_the_providers_page(
     hodei: HodeiUp, page: Page
 ) -> None:
@@ -203,14 +240,19 @@ def test_a_provider_is_disabled_and_enabled_from_the_providers_page(
         "/api/v1/providers",
         {"name": "ui-docker", "type": "docker", "enabled": True, "max_workers": 2},
     )
-    page.goto(base(hodei) + "/providers")
-    row = page.locator("[data-testid='provider-row'][data-provider='ui-docker']")
-    row.get_by_role("button", name="Disable").click()
-    expect(row.get_by_role("button", name="Enable")).to_be_visible()
-    assert api(hodei, "GET", "/api/v1/providers/ui-docker")["status"] == "DISABLED"
-    row.get_by_role("button", name="Enable").click()
-    expect(row.get_by_role("button", name="Disable")).to_be_visible()
-    assert api(hodei, "GET", "/api/v1/providers/ui-docker")["status"] == "ACTIVE"
+    try:
+        page.goto(base(hodei) + "/providers")
+        row = page.locator("[data-testid='provider-row'][data-provider='ui-docker']")
+        row.get_by_role("button", name="Disable").click()
+        expect(row.get_by_role("button", name="Enable")).to_be_visible()
+        assert api(hodei, "GET", "/api/v1/providers/ui-docker")["status"] == "DISABLED"
+        row.get_by_role("button", name="Enable").click()
+        expect(row.get_by_role("button", name="Disable")).to_be_visible()
+        assert api(hodei, "GET", "/api/v1/providers/ui-docker")["status"] == "ACTIVE"
+    finally:
+        # The shared instance has no Docker engine: an enabled docker provider would claim the
+        # jobs with an image that later tests expect to run on the host.
+        api(hodei, "DELETE", "/api/v1/providers/ui-docker")
 
 
 PAGES = [
@@ -239,7 +281,6 @@ def test_every_page_works_at_phone_and_desktop_width(
         'echo "ERROR example" >&2; end=$(( $(date +%s) + 2 )); '
         "while [ $(date +%s) -lt $end ]; do :; done",
     )
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     context = browser.new_context(viewport=viewport)  # type: ignore[arg-type]
     context.set_default_timeout(UI_TIMEOUT_MS)
     page = context.new_page()
@@ -254,13 +295,7 @@ def test_every_page_works_at_phone_and_desktop_width(
             main = page.get_by_role("main")
             expect(main).to_be_visible()
             expect(page.get_by_role("alert").filter(has_text="Could not load")).to_have_count(0)
-            overflow = page.evaluate(
-                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-            )
-            assert overflow <= 1, f"{path} is {overflow}px wider than a {width_name} screen"
-            # A phone screenshot shows the screen (its navigation bar is fixed to the bottom).
-            shot = SCREENSHOTS / f"{name}-{width_name}.png"
-            page.screenshot(path=str(shot), full_page=width_name == "desktop")
+            screenshot(page, name, width_name)
             # Every control is reachable by keyboard: Tab moves focus somewhere visible.
             page.keyboard.press("Tab")
             assert page.evaluate("document.activeElement !== document.body"), path

@@ -64,6 +64,8 @@ export interface JobOut {
   exit_code: number | null;
   error_message: string;
   log_truncated: boolean;
+  /** What the submitter should know, e.g. that the job's image was not applied; "" if nothing. */
+  notice: string;
 }
 
 export interface JobList {

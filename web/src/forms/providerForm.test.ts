@@ -29,8 +29,55 @@ describe("checkProviderForm", () => {
     assert.deepEqual(Object.keys(errors).sort(), ["config.cpu_cores", "idle_timeout_s", "max_workers", "name", "priority"]);
   });
 
-  it("allows only none or host as a Docker network", () => {
-    const { errors } = checkProviderForm({ ...NEW_PROVIDER, name: "d", type: "docker", settings: { network: "bridge" } });
-    assert.ok(errors["config.network"]);
+  it("allows only none, host or bridge as a Docker network", () => {
+    for (const network of ["none", "host", "bridge"]) {
+      const { errors } = checkProviderForm({ ...NEW_PROVIDER, name: "d", type: "docker", settings: { network } });
+      assert.deepEqual(errors, {}, network);
+    }
+    const { errors } = checkProviderForm({ ...NEW_PROVIDER, name: "d", type: "docker", settings: { network: "overlay" } });
+    assert.equal(errors["config.network"], "must be one of none, host, bridge");
+  });
+
+  it("sends a Docker provider's settings with their types", () => {
+    const { errors, provider } = checkProviderForm({
+      ...NEW_PROVIDER,
+      name: "d",
+      type: "docker",
+      settings: {
+        default_image: "alpine:latest",
+        network: "bridge",
+        keep_containers: "true",
+        cpu_cores: "1.5",
+        memory_mb: "512",
+        docker_host: "unix:///var/run/docker.sock",
+        region: "eu-west",
+      },
+    });
+    assert.deepEqual(errors, {});
+    assert.deepEqual(provider.config, {
+      default_image: "alpine:latest",
+      network: "bridge",
+      keep_containers: true,
+      cpu_cores: 1.5,
+      memory_mb: 512,
+      docker_host: "unix:///var/run/docker.sock",
+      region: "eu-west",
+    });
+  });
+
+  it("sends an unticked Keep containers as false, and leaves it out when never set", () => {
+    const docker = { ...NEW_PROVIDER, name: "d", type: "docker" as const };
+    assert.equal(checkProviderForm({ ...docker, settings: { keep_containers: "false" } }).provider.config.keep_containers, false);
+    assert.ok(!("keep_containers" in checkProviderForm({ ...docker, settings: {} }).provider.config));
+  });
+
+  it("wants positive per-worker resources of a Docker provider", () => {
+    const { errors } = checkProviderForm({
+      ...NEW_PROVIDER,
+      name: "d",
+      type: "docker",
+      settings: { cpu_cores: "0", memory_mb: "1.5" },
+    });
+    assert.deepEqual(Object.keys(errors).sort(), ["config.cpu_cores", "config.memory_mb"]);
   });
 });

@@ -1,6 +1,6 @@
 // The provider form: common fields, the settings each type takes, the server's rules, the payload.
 
-import type { ProviderIn, ProviderOut, ProviderType } from "../api/types";
+import type { ConfigValue, ProviderIn, ProviderOut, ProviderType } from "../api/types";
 
 export const PROVIDER_TYPES: { value: ProviderType; label: string }[] = [
   { value: "local", label: "Local" },
@@ -14,9 +14,11 @@ export const typeLabel = (type: string) => PROVIDER_TYPES.find((t) => t.value ==
 export interface SettingSpec {
   key: string;
   label: string;
-  kind: "text" | "number" | "integer" | "choice";
+  /** "boolean" is a checkbox: its text in the form is "true", "false" or "" (not set). */
+  kind: "text" | "number" | "integer" | "choice" | "boolean";
   choices?: string[];
   placeholder?: string;
+  hint?: string;
 }
 
 const REGION: SettingSpec = { key: "region", label: "Region", kind: "text", placeholder: "e.g. local" };
@@ -29,8 +31,12 @@ export const SETTINGS: Record<ProviderType, SettingSpec[]> = {
     REGION,
   ],
   docker: [
-    { key: "default_image", label: "Default image", kind: "text", placeholder: "e.g. alpine:latest" },
-    { key: "network", label: "Network", kind: "choice", choices: ["none", "host"] },
+    { key: "default_image", label: "Default image", kind: "text", placeholder: "e.g. alpine:latest", hint: "For jobs that name no image." },
+    { key: "network", label: "Network", kind: "choice", choices: ["none", "host", "bridge"] },
+    { key: "cpu_cores", label: "CPU cores", kind: "number", placeholder: "default: the host's", hint: "Per worker." },
+    { key: "memory_mb", label: "Memory (MB)", kind: "integer", placeholder: "default: the host's", hint: "Per worker." },
+    { key: "docker_host", label: "Docker host", kind: "text", placeholder: "e.g. unix:///var/run/docker.sock" },
+    { key: "keep_containers", label: "Keep containers after their job ends", kind: "boolean" },
     REGION,
   ],
   kubernetes: [
@@ -90,6 +96,11 @@ const MAX_WORKERS = 1000;
 const MAX_IDLE_S = 7 * 24 * 3600;
 const MAX_TEXT = 1024;
 
+/** "must be none or host"; "must be one of none, host, bridge". */
+function choiceMessage(choices: string[]): string {
+  return choices.length > 2 ? `must be one of ${choices.join(", ")}` : `must be ${choices.join(" or ")}`;
+}
+
 function wholeNumber(raw: string, path: string, low: number, high: number, errors: Record<string, string>): number {
   const text = raw.trim();
   const value = Number(text);
@@ -114,14 +125,17 @@ export function checkProviderForm(form: ProviderForm): { errors: Record<string, 
   }
   const idle = wholeNumber(form.idleTimeout, "idle_timeout_s", 0, MAX_IDLE_S, errors);
 
-  const config: Record<string, string | number> = {};
+  const config: Record<string, ConfigValue> = {};
   for (const spec of SETTINGS[form.type]) {
     const text = (form.settings[spec.key] ?? "").trim();
     if (!text) continue; // empty means the provider's default
     const path = `config.${spec.key}`;
-    if (spec.kind === "text" || spec.kind === "choice") {
+    if (spec.kind === "boolean") {
+      if (text !== "true" && text !== "false") errors[path] = "must be true or false";
+      config[spec.key] = text === "true";
+    } else if (spec.kind === "text" || spec.kind === "choice") {
       if (text.length > MAX_TEXT) errors[path] = `must be at most ${MAX_TEXT} characters`;
-      else if (spec.choices && !spec.choices.includes(text)) errors[path] = `must be ${spec.choices.join(" or ")}`;
+      else if (spec.choices && !spec.choices.includes(text)) errors[path] = choiceMessage(spec.choices);
       config[spec.key] = text;
     } else {
       const value = Number(text);

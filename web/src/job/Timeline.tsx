@@ -7,6 +7,7 @@ const STATUS_TEXT: Record<TimelineStep["status"], string> = {
   current: "in progress",
   pending: "pending",
   skipped: "skipped",
+  warning: "warning",
 };
 
 /** The job's progress as four steps, its retries, and every event behind them. */

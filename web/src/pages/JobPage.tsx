@@ -152,6 +152,11 @@ export function JobPage() {
       </div>
       {job.error !== undefined && <LoadError what="the job's latest state" error={job.error} />}
       {cancelError !== undefined && <ActionError action="cancel the job" error={cancelError} />}
+      {data.notice && (
+        <p className="alert alert-warn" data-testid="job-notice">
+          <strong>Note:</strong> {data.notice}
+        </p>
+      )}
       <Summary job={data} />
 
       <Tabs

@@ -21,7 +21,10 @@ function Settings({ provider }: { provider: ProviderOut }) {
     ["Priority", String(provider.priority)],
     ["Workers", `${provider.min_workers} to ${provider.max_workers}`],
     ["Idle timeout", formatDuration(provider.idle_timeout_s * 1000)],
-    ...Object.entries(provider.config ?? {}).map(([k, v]): [string, string] => [labels.get(k) ?? k, String(v)]),
+    ...Object.entries(provider.config ?? {}).map(([k, v]): [string, string] => [
+      labels.get(k) ?? k,
+      typeof v === "boolean" ? (v ? "yes" : "no") : String(v),
+    ]),
     ["Created", formatDateTime(provider.created_at)],
     ["Updated", formatDateTime(provider.updated_at)],
   ];

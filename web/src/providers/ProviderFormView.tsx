@@ -161,8 +161,29 @@ export function ProviderFormView({ initial, mode, onSubmit }: ProviderFormViewPr
             const path = `config.${spec.key}`;
             const id = settingIds.get(path)!;
             const value = form.settings[spec.key] ?? "";
+            if (spec.kind === "boolean") {
+              return (
+                <CheckboxField
+                  key={`${form.type}-${spec.key}`}
+                  id={id}
+                  label={spec.label}
+                  path={path}
+                  checked={value === "true"}
+                  error={errors[path]}
+                  hint={spec.hint}
+                  onChange={(checked) => setSetting(spec.key, String(checked))}
+                />
+              );
+            }
             return (
-              <Field key={`${form.type}-${spec.key}`} id={id} label={spec.label} path={path} error={errors[path]}>
+              <Field
+                key={`${form.type}-${spec.key}`}
+                id={id}
+                label={spec.label}
+                path={path}
+                error={errors[path]}
+                hint={spec.hint}
+              >
                 {(control) =>
                   spec.kind === "choice" ? (
                     <select {...control} value={value || spec.choices![0]} onChange={(e) => setSetting(spec.key, e.target.value)}>
