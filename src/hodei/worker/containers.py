@@ -505,10 +505,14 @@ class ContainerExecution:
             self._stop(JobState.TIMEOUT, f"timed out after {self.timeout_ms} ms", self.stop_grace)
             await output
         api = self.runtime.api
+        oom_killed = False
         try:
             # The streams closed: the container ended (or the engine let go: wait for the end).
             status = await self.runtime.call(api.wait, self.container_id)
-            state = (await self.runtime.call(api.inspect_container, self.container_id))["State"]
+            code = int(status.get("StatusCode", -1))
+            if code != 0 and self._stopped_as is None:
+                state = await self.runtime.call(api.inspect_container, self.container_id)
+                oom_killed = bool(state["State"].get("OOMKilled"))
         except (docker.errors.APIError, OSError) as exc:
             return ExecutionResult(
                 JobState.FAILED, None, f"lost track of the container: {_explain(exc)}"
@@ -517,10 +521,9 @@ class ContainerExecution:
             if self._stopping is not None:
                 await self._stopping
             self.runtime._remove_later(self.container_id)
-        code = int(status.get("StatusCode", state.get("ExitCode", -1)))
         if self._stopped_as is not None:
             return ExecutionResult(self._stopped_as, code, self._stop_reason)
-        if state.get("OOMKilled"):
+        if oom_killed:
             return ExecutionResult(
                 JobState.FAILED,
                 code,
