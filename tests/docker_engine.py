@@ -39,6 +39,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import docker
 import docker.errors
@@ -475,3 +476,12 @@ def build_test_images(client: docker.DockerClient) -> TestImages:
     if not _image_exists(client, images.python):
         _import(client, images.python, _python_rootfs())
     return images
+
+
+def job_containers(client: docker.DockerClient, job_id: str) -> list[dict[str, Any]]:
+    """The containers (running or not) of a Hodei job, as the engine lists them (``Id``,
+    ``State``, ``Labels``…). One call: no container can vanish between listing and reading."""
+    found: list[dict[str, Any]] = client.api.containers(
+        all=True, filters={"label": f"hodei.job.id={job_id}"}
+    )
+    return found

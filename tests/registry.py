@@ -234,6 +234,13 @@ class LocalRegistry:
             repository.manifests[manifest_digest] = manifest_digest
         return f"{self.address}/{name}:{tag}"
 
+    def forget_blob(self, digest: str) -> None:
+        """Stop serving a blob (a registry that breaks halfway through a pull)."""
+        with self._lock:
+            self._blobs.pop(digest, None)
+            for repository in self._repositories.values():
+                repository.blobs.discard(digest)
+
     def digest(self, name: str, tag: str) -> str:
         """The manifest digest served for name:tag (as in the pulled image's ``RepoDigests``)."""
         with self._lock:

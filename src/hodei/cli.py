@@ -199,38 +199,35 @@ def docker_engine_network() -> str | None:
         api.close()
 
 
-async def ensure_docker_provider(database_url: str, *, explicit: bool, auto: bool) -> str:
-    """Make the ``docker`` provider run when asked (HODEI_DOCKER_ENABLED=1) or, with ``auto``,
-    when a Docker engine answers; one a person disabled stays so unless asked. Says what it did.
-    """
+async def ensure_docker_provider(database_url: str, *, enabled: bool | None) -> str:
+    """The ``docker`` provider as HODEI_DOCKER_ENABLED says: 1 makes it run, 0 turns it off,
+    unset (``hodei up``) creates and enables it when a Docker engine answers and none exists
+    yet (one a person disabled stays so). Says what it did, in one line."""
     from hodei.domain.providers import ProviderConfig, ProviderType
     from hodei.store.database import Database
     from hodei.store.migrations import migrate
     from hodei.store.providers import ProviderRepository
 
-    network = await asyncio.to_thread(docker_engine_network) if (explicit or auto) else None
+    network = None if enabled is False else await asyncio.to_thread(docker_engine_network)
     await migrate(database_url)
     db = await Database.connect(database_url, min_size=1, max_size=1)
     try:
         repository = ProviderRepository(db)
         current = {p.name: p for p in await repository.list()}.get("docker")
-        if current is None and (explicit or network is not None):
-            await repository.upsert(
-                ProviderConfig(
-                    name="docker",
-                    type=ProviderType.DOCKER,
-                    enabled=True,
-                    min_workers=1,  # one warm worker: an image job starts without waiting
-                    max_workers=4,
-                    idle_timeout=timedelta(minutes=2),
-                    config={"network": network or "none"},
-                ),
-                actor="system",
+        if current is None and (enabled or (enabled is None and network is not None)):
+            current = ProviderConfig(
+                name="docker",
+                type=ProviderType.DOCKER,
+                enabled=True,
+                min_workers=1,  # one warm worker: an image job starts without waiting
+                max_workers=4,
+                idle_timeout=timedelta(minutes=2),
+                config={"network": network or "none"},
             )
-            current = {p.name: p for p in await repository.list()}.get("docker")
-        elif current is not None and explicit and not current.enabled:
-            await repository.upsert(dataclasses.replace(current, enabled=True), actor="system")
-            current = dataclasses.replace(current, enabled=True)
+            await repository.upsert(current, actor="system")
+        elif current is not None and enabled is not None and current.enabled != enabled:
+            current = dataclasses.replace(current, enabled=enabled)
+            await repository.upsert(current, actor="system")
     finally:
         await db.close()
     if current is None or not current.enabled:
@@ -284,9 +281,7 @@ def up(
                     "embedded PostgreSQL on port %s (data in %s)", embedded.port, embedded.data_dir
                 )
             await ensure_local_provider(url, settings.local_workers)
-            docker_note = await ensure_docker_provider(
-                url, explicit=settings.docker_enabled, auto=True
-            )
+            docker_note = await ensure_docker_provider(url, enabled=settings.docker_enabled)
             server = HodeiServer(server_config(settings, url))
             await server.start()
             print_status(docker_note)
@@ -333,8 +328,8 @@ def server(
     url = settings.database_url
 
     async def main(stop: asyncio.Event) -> None:
-        if settings.docker_enabled:
-            log.info(await ensure_docker_provider(url, explicit=True, auto=False))
+        if settings.docker_enabled is not None:
+            log.info(await ensure_docker_provider(url, enabled=settings.docker_enabled))
         hodei = HodeiServer(server_config(settings, url))
         try:
             await hodei.start()

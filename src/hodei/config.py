@@ -39,7 +39,8 @@ class Settings(BaseSettings):
         "info", validation_alias=AliasChoices("HODEI_LOG_LEVEL", "RUST_LOG", "log_level")
     )
     dev_mode: bool = False
-    docker_enabled: bool = False
+    # The docker provider: on (1), off (0), or unset: `hodei up` turns it on when an engine answers.
+    docker_enabled: bool | None = None
     k8s_enabled: bool = False
     fc_enabled: bool = False
     local_workers: int = Field(2, ge=0, le=64)

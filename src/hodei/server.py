@@ -20,6 +20,7 @@ from hodei.api.grpc.providers import ProviderManagementServicer
 from hodei.api.grpc.servicers import JobExecutionServicer, LogStreamServicer, SchedulerServicer
 from hodei.api.grpc.worker_agent import WorkerAgentServicer
 from hodei.api.http.app import create_app
+from hodei.domain.placement import WorkerProfile
 from hodei.domain.providers import ProviderLoad
 from hodei.domain.retries import RetryPolicy
 from hodei.domain.workers import WorkerState
@@ -133,7 +134,7 @@ class HodeiServer:
         sessions = SessionRegistry()
         hub = LogHub()
         manager = ProviderManager(providers, self._provider_context(workers, lambda: catalog))
-        catalog = CapacityCatalog(workers, manager.profiles)
+        catalog = CapacityCatalog(workers, manager.profiles, fresh=cfg.protocol.lease_ttl)
         self._dispatcher = dispatcher = Dispatcher(
             jobs, sessions, lease_ttl=cfg.protocol.lease_ttl, runtime_mix=catalog.runtime_mix
         )
@@ -202,19 +203,15 @@ class HodeiServer:
                 provider, self.config.protocol.otp_ttl, worker_id
             )
 
-        async def worker_released(worker_id: str, reason: str) -> None:
+        async def worker_released(worker_id: str, reason: str) -> bool:
+            if not await workers.release_idle(worker_id, reason):
+                return False  # it took a job meanwhile
             log.info("worker %s released: %s", worker_id, reason)
-            await workers.set_state(
-                worker_id,
-                WorkerState.DRAINING,
-                event_type="WorkerReleased",
-                actor="system",
-                reason=reason,
-            )
+            return True
 
-        async def load(provider: str, worker_ids: Sequence[str]) -> ProviderLoad:
+        async def load(profile: WorkerProfile, worker_ids: Sequence[str]) -> ProviderLoad:
             mix = await catalog().runtime_mix()
-            return await workers.provider_load(provider, worker_ids, runtimes=mix)
+            return await workers.provider_load(profile, worker_ids, runtimes=mix)
 
         async def worker_gone(worker_id: str, reason: str) -> None:
             await workers.set_state(

@@ -24,8 +24,8 @@ from hodei.services.workers import WorkerProtocolConfig
 from hodei.store.database import Database
 from hodei.store.providers import ProviderRepository
 from hodei.v1 import jobs_pb2, scheduler_pb2
-from hodei.worker.containers import LABEL_JOB, LABEL_PID
-from tests.docker_engine import DockerEngine, TestImages
+from hodei.worker.containers import LABEL_PID
+from tests.docker_engine import DockerEngine, TestImages, job_containers
 from tests.integration.conftest import database_url, postgres, traversable_tmpdir  # noqa: F401
 from tests.integration.harness import FINAL, eventually, free_port, shell
 
@@ -147,8 +147,8 @@ async def platform(
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def containers_of(client: docker.DockerClient, job_id: str) -> list[Any]:
-    return list(client.containers.list(all=True, filters={"label": f"{LABEL_JOB}={job_id}"}))
+def containers_of(client: docker.DockerClient, job_id: str) -> list[dict[str, Any]]:
+    return job_containers(client, job_id)
 
 
 async def test_shell_and_python_jobs_run_in_their_images(
@@ -333,7 +333,7 @@ async def test_a_killed_worker_leaves_no_container_behind(
         job_id = await hodei.client.queue(shell("sleep 300", image=test_images.busybox))
         await hodei.wait_running(job_id)
         (container,) = containers_of(docker_client, job_id)
-        worker_pid = int(container.labels[LABEL_PID])
+        worker_pid = int(container["Labels"][LABEL_PID])
         os.kill(worker_pid, signal.SIGKILL)
 
         job = await hodei.wait_final(job_id, 60)

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import gc
+import hashlib
+import io
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import tarfile
 import textwrap
 import time
 import uuid
@@ -14,6 +21,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import docker
+import psutil
 import pytest
 import pytest_asyncio
 
@@ -25,10 +33,13 @@ from hodei.worker.containers import (
     LABEL_WORKER,
     DockerRuntime,
     DockerSettings,
+    connect,
+    remove_orphans,
 )
-from hodei.worker.runtime import ExecutionResult, JobLaunch, LaunchError
+from hodei.worker.runtime import ExecutionResult, JobLaunch, LaunchCancelledError, LaunchError
 from hodei.worker.usage import GroupSampler
-from tests.docker_engine import DockerEngine, TestImages
+from tests.docker_engine import DockerEngine, TestImages, build_test_images, job_containers
+from tests.registry import LocalRegistry
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -106,8 +117,7 @@ async def run(runtime: DockerRuntime, job: JobLaunch) -> tuple[ExecutionResult, 
 
 
 def containers_of(client: docker.DockerClient, job: JobLaunch) -> list[str]:
-    found = client.containers.list(all=True, filters={"label": f"{LABEL_JOB}={job.job_id}"})
-    return [c.id for c in found]
+    return [c["Id"] for c in job_containers(client, job.job_id)]
 
 
 async def until_removed(client: docker.DockerClient, job: JobLaunch) -> None:
@@ -336,19 +346,16 @@ async def test_a_new_worker_removes_what_a_crashed_one_left(
     )
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
     job_id = crashed.stdout.strip()
-    left = docker_client.containers.list(filters={"label": f"{LABEL_JOB}={job_id}"})
+    left = job_containers(docker_client, job_id)
     assert len(left) == 1
-    assert left[0].status == "running"
+    assert left[0]["State"] == "running"
 
     runtime = DockerRuntime(
         DockerSettings(default_image=test_images.busybox, docker_host=docker_engine.host)
     )
     await runtime.prepare(f"test-{uuid.uuid4()}")
     try:
-        assert (
-            docker_client.containers.list(all=True, filters={"label": f"{LABEL_JOB}={job_id}"})
-            == []
-        )
+        assert job_containers(docker_client, job_id) == []
     finally:
         await runtime.close()
 
@@ -390,3 +397,130 @@ async def test_a_container_jobs_processes_are_sampled(
     finally:
         await execution.cancel(grace=0)
         await execution.wait()
+
+
+async def test_the_job_runs_its_command_not_the_images_entrypoint(
+    runtime: DockerRuntime,
+    docker_client: docker.DockerClient,
+    test_images: TestImages,
+    tmp_path: Path,
+) -> None:
+    base = docker_client.containers.create(test_images.busybox, ["true"])
+    image = "hodei-test/entrypoint:1"
+    try:
+        docker_client.api.commit(
+            base.id, repository="hodei-test/entrypoint", tag="1",
+            changes=['ENTRYPOINT ["echo", "ENTRY:"]'],
+        )  # fmt: skip
+    finally:
+        base.remove(force=True)
+    try:
+        result, output = await run(runtime, launch("echo hi; exit 3", tmp_path, image=image))
+        assert result == ExecutionResult(JobState.FAILED, 3, "exited with code 3")
+        assert output.stdout == ["hi"]
+        # DOCKER_EXEC runs the image as it is: its entrypoint, with the job's arguments.
+        exec_job = launch("from exec", tmp_path, image=image, command_type=CommandType.DOCKER_EXEC)
+        result, output = await run(runtime, exec_job)
+        assert result.state is JobState.SUCCEEDED
+        assert output.stdout == ["ENTRY: from exec"]
+    finally:
+        docker_client.images.remove(image, force=True)
+
+
+async def test_a_job_cancelled_while_it_was_prepared_never_starts(
+    runtime: DockerRuntime, docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    job = dataclasses.replace(launch("echo must not run", tmp_path), cancelled=lambda: True)
+    with pytest.raises(LaunchCancelledError):
+        await runtime.start(job, Output())
+    await until_removed(docker_client, job)
+
+
+async def test_a_pull_that_breaks_halfway_names_the_image_and_the_engines_error(
+    runtime: DockerRuntime, registry: LocalRegistry, tmp_path: Path
+) -> None:
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w") as tar:
+        data = uuid.uuid4().bytes
+        info = tarfile.TarInfo("token")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    digest = "sha256:" + hashlib.sha256(layer.getvalue()).hexdigest()
+    config = json.dumps(
+        {"architecture": "amd64", "os": "linux", "config": {},
+         "rootfs": {"type": "layers", "diff_ids": [digest]}}
+    ).encode()  # fmt: skip
+    image = registry.publish("hodei/broken", "1", config, [layer.getvalue()])
+    registry.forget_blob(digest)  # the registry breaks after the manifest resolved
+    with pytest.raises(LaunchError) as raised:
+        await runtime.start(launch("true", tmp_path, image=image), Output())
+    message = str(raised.value)
+    assert message.startswith(f"image {image} could not be pulled: ")
+    assert "unknown" in message.lower() or "not found" in message.lower(), message
+
+
+async def test_kept_containers_of_a_dead_worker_are_stopped_not_removed(
+    docker_engine: DockerEngine, docker_client: docker.DockerClient, test_images: TestImages
+) -> None:
+    labels = {
+        LABEL_WORKER: "dead-worker",
+        LABEL_JOB: str(uuid.uuid4()),
+        "hodei.worker.host": socket.gethostname(),
+        "hodei.worker.pid": "999999",
+        "hodei.worker.started": "1.0",
+    }
+    finished = docker_client.containers.run(
+        test_images.busybox, ["true"], labels=labels, network_mode="none", detach=True
+    )
+    running = docker_client.containers.run(
+        test_images.busybox, ["sleep", "300"], labels=labels, network_mode="none", detach=True
+    )
+    try:
+        finished.wait(timeout=30)
+        api = connect(docker_engine.host)
+        try:
+            assert remove_orphans(api, keep=True) == 1
+        finally:
+            api.close()
+        running.reload()
+        finished.reload()
+        assert running.status == "exited"  # stopped: it was a dead worker's
+        assert finished.status == "exited"  # kept, as the provider asks
+    finally:
+        running.remove(force=True)
+        finished.remove(force=True)
+
+
+# The Docker SDK leaves the socket of a refused connection to the garbage collector.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+async def test_an_engine_that_dies_hands_the_job_back_and_leaves_no_process(
+    test_images: TestImages, tmp_path: Path
+) -> None:
+    engine = DockerEngine()
+    try:
+        await asyncio.to_thread(engine.start)
+        client = engine.client()
+        await asyncio.to_thread(build_test_images, client)
+        client.close()
+        runtime = DockerRuntime(
+            DockerSettings(default_image=test_images.busybox, docker_host=engine.host)
+        )
+        await runtime.prepare(f"test-{uuid.uuid4()}")
+        output = Output()
+        execution = await runtime.start(launch("echo up; sleep 300", tmp_path), output)
+        await output.until("up")
+        assert psutil.pid_exists(execution.pid)
+        assert engine.pid is not None
+        os.kill(engine.pid, signal.SIGKILL)  # the engine crashes; the container's shim lives on
+        result = await asyncio.wait_for(execution.wait(), 60)
+        assert result.state is JobState.PENDING
+        assert result.error_message.startswith("handed back: the Docker engine stopped answering")
+        deadline = time.monotonic() + 10
+        while psutil.pid_exists(execution.pid):  # its init: killed on this host
+            assert time.monotonic() < deadline, "the container's processes outlived the engine"
+            await asyncio.sleep(0.05)
+        await runtime.close()
+    finally:
+        await asyncio.to_thread(engine.stop)
+        gc.collect()  # here, where the SDK's leaked sockets are expected

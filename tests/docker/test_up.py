@@ -8,8 +8,7 @@ import shutil
 import docker
 import pytest
 
-from hodei.worker.containers import LABEL_JOB
-from tests.docker_engine import DockerEngine, TestImages
+from tests.docker_engine import DockerEngine, TestImages, job_containers
 from tests.e2e.conftest import HODEI, HodeiUp, product_env, run
 from tests.integration.conftest import traversable_tmpdir
 
@@ -20,7 +19,12 @@ def test_hodei_up_runs_image_jobs_in_containers_when_an_engine_answers(
     docker_engine: DockerEngine, docker_client: docker.DockerClient, test_images: TestImages
 ) -> None:
     data_dir = traversable_tmpdir("hodei-up-docker-")
-    up = HodeiUp(data_dir=data_dir, workers=1, env=product_env(DOCKER_HOST=docker_engine.host))
+    up = HodeiUp(
+        data_dir=data_dir,
+        workers=1,
+        other_workers=1,  # the docker provider keeps one warm worker
+        env=product_env(DOCKER_HOST=docker_engine.host),
+    )
     try:
         up.start()
         assert "Docker engine found" in up.log_tail()
@@ -42,10 +46,8 @@ def test_hodei_up_runs_image_jobs_in_containers_when_an_engine_answers(
         workers = run([HODEI, "job", "get", job_id.group(1), "--server", up.address])
         assert "note" not in workers.stdout
         # The container is gone once the job ended.
-        left = docker_client.containers.list(
-            all=True, filters={"label": f"{LABEL_JOB}={job_id.group(1)}"}
-        )
-        assert left == [] or all(c.status != "running" for c in left)
+        left = job_containers(docker_client, job_id.group(1))
+        assert all(c["State"] != "running" for c in left)
     finally:
         if up.process is not None:
             up.stop()

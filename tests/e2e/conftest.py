@@ -131,6 +131,8 @@ class HodeiUp:
 
     data_dir: Path
     workers: int = 2
+    # Workers other providers keep (a docker provider's warm worker), ready before it is.
+    other_workers: int = 0
     wrap: Wrap | None = None
     env: dict[str, str] = field(default_factory=product_env)
     grpc_port: int = field(default_factory=free_port)
@@ -181,10 +183,11 @@ class HodeiUp:
         self.wait_ready()
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
-        """Until /readyz answers and ``workers`` workers are READY."""
+        """Until /readyz answers and ``workers`` (+ ``other_workers``) workers are READY."""
         assert self.process is not None
         deadline = time.monotonic() + timeout
-        while not (self._http_ready() and self.ready_workers() == self.workers):
+        wanted = self.workers + self.other_workers
+        while not (self._http_ready() and self.ready_workers() == wanted):
             if self.process.poll() is not None:
                 raise AssertionError(
                     f"hodei up exited with {self.process.returncode} before it was ready\n"

@@ -3,13 +3,18 @@ gRPC and REST."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import grpc
 import psutil
 import pytest
 import pytest_asyncio
 
+from hodei.domain.workers import WorkerInfo
+from hodei.store.database import Database
+from hodei.store.workers import WorkerRepository
 from hodei.v1 import jobs_pb2, logs_pb2
 
 from .harness import Running, running_hodei, shell
@@ -259,7 +264,7 @@ async def test_an_image_job_without_a_container_provider_runs_on_the_host_and_sa
     assert job.state == jobs_pb2.SUCCEEDED
     assert job.notice == (
         "image alpine:latest was not applied: it ran as a process on the worker's host "
-        "(no container provider is enabled)"
+        "(no container provider is running)"
     )
     rest = (await hodei.http.get(f"/api/v1/jobs/{job_id}")).json()
     assert rest["notice"] == job.notice
@@ -268,8 +273,34 @@ async def test_an_image_job_without_a_container_provider_runs_on_the_host_and_sa
     kinds = [e["event_type"] for e in events]
     assert kinds == ["JobCreated", "JobAssigned", "JobStatusChanged", "JobStatusChanged"]
     assert events[2]["payload"]["image_not_applied"] == (
-        "it ran as a process on the worker's host (no container provider is enabled)"
+        "it ran as a process on the worker's host (no container provider is running)"
     )
 
     plain = await hodei.wait_final(await hodei.client.queue(shell("echo no image")))
     assert plain.notice == ""
+
+
+async def test_a_dead_container_workers_row_does_not_keep_image_jobs_off_the_host(
+    hodei: Running,
+) -> None:
+    """A docker worker that died without a word (its row still says READY) must not make the
+    live host workers refuse image jobs: they would wait for ever."""
+    db = await Database.connect(hodei.database_url, min_size=1, max_size=1)
+    try:
+        workers = WorkerRepository(db)
+        otp = await workers.create_bootstrap_token("docker", timedelta(minutes=1))
+        info = WorkerInfo(hostname="gone", arch="x86_64", runtime="docker", cpu_cores=4,
+                          memory_mb=8192, region="local")  # fmt: skip
+        dead = await workers.register(otp, info)
+        async with db.connection() as conn:
+            await conn.execute(
+                "UPDATE workers SET last_heartbeat_at = now() - interval '1 hour' WHERE id = %s",
+                (dead.worker_id,),
+            )
+    finally:
+        await db.close()
+    await asyncio.sleep(2.5)  # the server's view of the workers is at most 2 s old
+    job = await hodei.wait_final(await hodei.client.queue(shell("echo here", image="busybox:1")))
+    assert job.state == jobs_pb2.SUCCEEDED
+    assert job.worker_id != dead.worker_id
+    assert "was not applied" in job.notice

@@ -16,12 +16,12 @@ class ProviderUnavailableError(HodeiError):
     """A provider cannot run here now (its engine does not answer, say); it is not started."""
 
 
-async def _no_load(provider: str, worker_ids: Sequence[str]) -> ProviderLoad:
+async def _no_load(profile: WorkerProfile, worker_ids: Sequence[str]) -> ProviderLoad:
     return ProviderLoad(pending=0)
 
 
-async def _no_release(worker_id: str, reason: str) -> None:
-    return None
+async def _no_release(worker_id: str, reason: str) -> bool:
+    return False
 
 
 @dataclass(frozen=True)
@@ -35,10 +35,12 @@ class ProviderContext:
     create_token: Callable[[str, str], Awaitable[str]]
     # worker_gone(worker_id, reason): the worker's process ended
     worker_gone: Callable[[str, str], Awaitable[None]]
-    # worker_released(worker_id, reason): the provider lets an idle worker go (WorkerReleased)
-    worker_released: Callable[[str, str], Awaitable[None]] = _no_release
-    # load(provider, worker_ids): what waits for the provider and how busy these workers are
-    load: Callable[[str, Sequence[str]], Awaitable[ProviderLoad]] = _no_load
+    # worker_released(worker_id, reason): the provider lets an idle worker go (WorkerReleased);
+    # False when it holds a job after all, and stays
+    worker_released: Callable[[str, str], Awaitable[bool]] = _no_release
+    # load(profile, worker_ids): what waits for the provider's kind and shape of worker, and how
+    # busy these workers of it are
+    load: Callable[[WorkerProfile, Sequence[str]], Awaitable[ProviderLoad]] = _no_load
 
 
 class Provider(Protocol):
@@ -49,6 +51,11 @@ class Provider(Protocol):
 
     def worker_profile(self) -> WorkerProfile:
         """The shape of the workers this provider starts."""
+        ...
+
+    def reconfigure(self, config: ProviderConfig) -> bool:
+        """Take new settings that leave its workers as they are (priority, scaling) while it
+        runs; False when it must be restarted for them."""
         ...
 
     async def start(self) -> None:

@@ -30,6 +30,7 @@ from hodei.worker.groups import sweep_dead_ledgers
 log = logging.getLogger(__name__)
 
 SCALE_INTERVAL_SECONDS = 0.5
+MAX_FLAPPING_PAUSE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class DockerProvider:
         self._workers: dict[str, _Worker] = {}
         self._scaler: asyncio.Task[None] | None = None
         self._flapping_until = 0.0
+        self._flapping_pause = FLAPPING_SECONDS  # doubled for each worker that dies young
 
     @property
     def config(self) -> ProviderConfig:
@@ -93,6 +95,10 @@ class DockerProvider:
 
     def worker_profile(self) -> WorkerProfile:
         return self._settings.share.profile(self._config.name, "docker")
+
+    def reconfigure(self, config: ProviderConfig) -> bool:
+        self._config = config  # min, max and idle timeout: the next scaling round uses them
+        return True
 
     async def start(self) -> None:
         try:
@@ -129,7 +135,7 @@ class DockerProvider:
             return
         now = asyncio.get_running_loop().time()
         cfg = self._config
-        load = await self._context.load(cfg.name, list(self._workers))
+        load = await self._context.load(self.worker_profile(), list(self._workers))
         live = {i: w for i, w in self._workers.items() if not w.released}
         for worker_id, worker in live.items():
             if load.active.get(worker_id, 0) or worker_id not in load.ready:
@@ -156,8 +162,9 @@ class DockerProvider:
         for worker_id, worker in sorted(live.items(), key=lambda item: item[1].idle_since):
             if spare <= 0 or load.pending:
                 break
-            if now - worker.idle_since >= idle_timeout:
-                await self._release(worker_id, worker, now - worker.idle_since)
+            if now - worker.idle_since >= idle_timeout and await self._release(
+                worker_id, worker, now - worker.idle_since
+            ):
                 spare -= 1
 
     def _start_worker(self, now: float) -> None:
@@ -165,12 +172,14 @@ class DockerProvider:
         task = asyncio.create_task(self._run_worker(worker_id), name=f"docker-worker-{worker_id}")
         self._workers[worker_id] = _Worker(task, started_at=now, idle_since=now)
 
-    async def _release(self, worker_id: str, worker: _Worker, idle_for: float) -> None:
-        worker.released = True
+    async def _release(self, worker_id: str, worker: _Worker, idle_for: float) -> bool:
         reason = f"idle for {idle_for:.0f} s"
+        if not await self._context.worker_released(worker_id, reason):
+            return False  # it took a job meanwhile
+        worker.released = True
         log.info("docker provider %s released worker %s (%s)", self._config.name, worker_id, reason)
-        await self._context.worker_released(worker_id, reason)
         self._processes.terminate(worker_id)
+        return True
 
     async def _run_worker(self, worker_id: str) -> None:
         worker = self._workers[worker_id]
@@ -189,14 +198,21 @@ class DockerProvider:
             return
         log.warning("docker worker %s ended: %s", worker_id, outcome)
         await self._context.worker_gone(worker_id, outcome)
-        if asyncio.get_running_loop().time() - worker.started_at < FLAPPING_SECONDS:
-            self._flapping_until = asyncio.get_running_loop().time() + FLAPPING_SECONDS
+        now = asyncio.get_running_loop().time()
+        if now - worker.started_at < FLAPPING_SECONDS:
+            # Its engine is down, say: try again later and later, not every few seconds.
+            self._flapping_until = now + self._flapping_pause
+            self._flapping_pause = min(self._flapping_pause * 2, MAX_FLAPPING_PAUSE_SECONDS)
+        else:
+            self._flapping_pause = FLAPPING_SECONDS
 
     async def _remove_containers(self, worker_id: str) -> None:
         def remove() -> int:
             api = connect(self._settings.containers.docker_host, 10)
             try:
-                return remove_orphans(api, worker_id=worker_id)
+                return remove_orphans(
+                    api, worker_id=worker_id, keep=self._settings.containers.keep_containers
+                )
             finally:
                 api.close()
 

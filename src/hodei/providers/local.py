@@ -33,6 +33,12 @@ class LocalProvider:
     def worker_profile(self) -> WorkerProfile:
         return self._share.profile(self._config.name, "process")
 
+    def reconfigure(self, config: ProviderConfig) -> bool:
+        if max(config.min_workers, 0) != self._pool_size:
+            return False  # another pool size: its slots are started once
+        self._config = config
+        return True
+
     async def start(self) -> None:
         self._slots = [
             asyncio.create_task(self._keep_slot(i), name=f"local-worker-{i}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import timedelta
 
 from hodei.domain.jobs import JobSpec
 from hodei.domain.placement import (
@@ -21,9 +22,15 @@ class CapacityCatalog:
     """A short-lived cache of every worker shape that exists or can be started."""
 
     def __init__(
-        self, workers: WorkerRepository, provider_profiles: ProfileSource, *, ttl: float = 2.0
+        self,
+        workers: WorkerRepository,
+        provider_profiles: ProfileSource,
+        *,
+        fresh: timedelta,
+        ttl: float = 2.0,
     ) -> None:
         self._workers = workers
+        self._fresh = fresh  # a worker silent for longer (a lease) does not count
         self._provider_profiles = provider_profiles
         self._ttl = ttl
         self._live: list[WorkerProfile] = []
@@ -35,7 +42,7 @@ class CapacityCatalog:
 
     async def _profiles(self, *, fresh: bool) -> list[WorkerProfile]:
         if fresh or time.monotonic() - self._loaded_at > self._ttl:
-            self._live = await self._workers.live_profiles()
+            self._live = await self._workers.live_profiles(self._fresh)
             self._loaded_at = time.monotonic()
         return self._provider_profiles() + self._live
 

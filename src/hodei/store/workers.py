@@ -210,9 +210,10 @@ class WorkerRepository:
         )
         return [(row["job_id"], row["attempt"]) for row in rows]
 
-    async def live_profiles(self) -> list[WorkerProfile]:
-        """The shape of every worker that is not terminated."""
-        rows = await self._db.fetch_all("live_worker_profiles")
+    async def live_profiles(self, fresh: timedelta) -> list[WorkerProfile]:
+        """The shape of every worker that is not terminated and was heard from within
+        ``fresh``."""
+        rows = await self._db.fetch_all("live_worker_profiles", {"fresh": fresh})
         return [
             WorkerProfile(
                 source=f"worker {row['id']}",
@@ -229,18 +230,23 @@ class WorkerRepository:
 
     async def provider_load(
         self,
-        provider: str,
+        profile: WorkerProfile,
         worker_ids: Sequence[str],
         *,
         runtimes: RuntimeMix,
         settle: timedelta = timedelta(milliseconds=300),
     ) -> ProviderLoad:
-        """What waits for ``provider``'s kind of worker (jobs that waited at least ``settle``)
-        and how busy the given workers of it are."""
+        """What waits for a provider's kind of worker and fits its shape (jobs that waited at
+        least ``settle``), and how busy the given workers of it are."""
         rows = await self._db.fetch_all(
             "provider_load",
             {
-                "provider": provider,
+                "provider": profile.provider,
+                "cpu_cores": profile.cpu_cores,
+                "memory_mb": profile.memory_mb,
+                "gpus": profile.gpus,
+                "arch": profile.arch,
+                "region": profile.region,
                 "ids": [i for i in worker_ids if _is_uuid(i)],
                 "process_shapes": Jsonb(runtimes.process_shapes()),
                 "settle": settle,
@@ -253,6 +259,11 @@ class WorkerRepository:
             active={str(row["worker_id"]): row["jobs"] for row in workers},
             ready=frozenset(str(row["worker_id"]) for row in workers if row["state"] == "READY"),
         )
+
+    async def release_idle(self, worker_id: str, reason: str) -> bool:
+        """READY -> DRAINING with WorkerReleased, if the worker holds no job right now."""
+        rows = await self._db.fetch_all("release_idle_worker", {"id": worker_id, "reason": reason})
+        return bool(rows)
 
     async def list(self, include_terminated: bool = False) -> list[Worker]:
         """Workers with what they hold right now."""

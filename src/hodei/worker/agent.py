@@ -39,8 +39,10 @@ from hodei.worker.runtime import (
     Execution,
     ExecutionResult,
     JobLaunch,
+    LaunchCancelledError,
     LaunchError,
     Runtime,
+    RuntimeUnavailableError,
     use_pidfd_child_watcher,
 )
 from hodei.worker.usage import GroupSampler
@@ -385,23 +387,7 @@ class WorkerAgent:
         workdir: Path,
         batcher: LogBatcher,
     ) -> ExecutionResult:
-        definition = run.definition
-        launch = JobLaunch(
-            job_id=attempt.ref.job_id,
-            attempt=attempt.ref.attempt,
-            command_type=CommandType(jobs_pb2.CommandType.Name(definition.command_type))
-            if definition.command_type
-            else CommandType.SHELL,
-            script=definition.script,
-            image=definition.image,
-            env=dict(definition.env) | dict(definition.secret_env),
-            timeout_ms=definition.resources.timeout_ms,
-            workdir=workdir,
-            stop_grace=run.stop_grace_ms / 1000,
-            cpu_cores=definition.resources.cpu_cores,
-            memory_mb=definition.resources.memory_mb,
-            arch=definition.resources.arch,
-        )
+        launch = _launch_of(attempt, run, workdir)
         for old in attempt.superseded:
             await old.ended.wait()
         attempt.superseded.clear()
@@ -409,6 +395,11 @@ class WorkerAgent:
             return ExecutionResult(JobState.CANCELLED, None, "cancelled before it started")
         try:
             execution = await self._runtime.start(launch, batcher.add_block)
+        except LaunchCancelledError as exc:
+            return ExecutionResult(JobState.CANCELLED, None, str(exc))
+        except RuntimeUnavailableError as exc:
+            self._runtime_failed(str(exc))
+            return ExecutionResult(JobState.PENDING, None, f"handed back: {exc}")
         except LaunchError as exc:
             return ExecutionResult(JobState.FAILED, None, str(exc))
         attempt.execution = execution
@@ -418,16 +409,7 @@ class WorkerAgent:
         try:
             if attempt.cancel_grace is not None:
                 self._cancel(attempt, attempt.cancel_grace)
-            started = worker_pb2.JobStarted(
-                ref=attempt.ref, pid=execution.pid, started_at=now_timestamp()
-            )
-            if execution.image_pull is not None:
-                started.image_pull.image = execution.image_pull.image
-                started.image_pull.duration_ms = execution.image_pull.duration_ms
-            elif launch.image and self._runtime.name == PROCESS_RUNTIME:
-                started.image_not_applied = (
-                    "it ran as a process on the worker's host (no container provider is enabled)"
-                )
+            started = self._started_message(attempt, launch, execution)
             await self._outbox.put(worker_pb2.WorkerMessage(started=started))
             result = await execution.wait()
         finally:
@@ -435,7 +417,31 @@ class WorkerAgent:
                 self._groups.forget(execution.pid)
         if attempt.hand_back and result.state is JobState.CANCELLED:
             return ExecutionResult(JobState.PENDING, None, "handed back: its worker stopped")
+        if result.state is JobState.PENDING:
+            self._runtime_failed(result.error_message)  # the runtime lost it: not the job's doing
         return result
+
+    def _started_message(
+        self, attempt: Attempt, launch: JobLaunch, execution: Execution
+    ) -> worker_pb2.JobStarted:
+        """JobStarted, with the image's pull, or why the image was not applied."""
+        started = worker_pb2.JobStarted(
+            ref=attempt.ref, pid=execution.pid, started_at=now_timestamp()
+        )
+        if execution.image_pull is not None:
+            started.image_pull.image = execution.image_pull.image
+            started.image_pull.duration_ms = execution.image_pull.duration_ms
+        elif launch.image and self._runtime.name == PROCESS_RUNTIME:
+            started.image_not_applied = (
+                "it ran as a process on the worker's host (no container provider is running)"
+            )
+        return started
+
+    def _runtime_failed(self, reason: str) -> None:
+        """The runtime cannot run jobs any more: hand back, take nothing new, leave."""
+        if not self._stop_requested.is_set():
+            log.error("the runtime is out of order (%s): draining", reason)
+            self.stop()
 
     async def _drain(self) -> None:
         """Stop taking jobs, give running ones the drain timeout, hand back the rest, deliver."""
@@ -475,6 +481,28 @@ class WorkerAgent:
                 await attempt.execution.cancel(grace=0)
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5)
+
+
+def _launch_of(attempt: Attempt, run: worker_pb2.RunJob, workdir: Path) -> JobLaunch:
+    """What the runtime needs to start the attempt."""
+    definition = run.definition
+    return JobLaunch(
+        job_id=attempt.ref.job_id,
+        attempt=attempt.ref.attempt,
+        command_type=CommandType(jobs_pb2.CommandType.Name(definition.command_type))
+        if definition.command_type
+        else CommandType.SHELL,
+        script=definition.script,
+        image=definition.image,
+        env=dict(definition.env) | dict(definition.secret_env),
+        timeout_ms=definition.resources.timeout_ms,
+        workdir=workdir,
+        stop_grace=run.stop_grace_ms / 1000,
+        cpu_cores=definition.resources.cpu_cores,
+        memory_mb=definition.resources.memory_mb,
+        arch=definition.resources.arch,
+        cancelled=lambda: attempt.cancel_grace is not None,
+    )
 
 
 def orphan_watch(agent: WorkerAgent, parent_pid: int, interval: float = 1.0) -> asyncio.Task[None]:

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import io
 import logging
 import math
 import os
 import shlex
+import signal
 import socket
 import tarfile
 import threading
@@ -30,12 +32,14 @@ import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import docker
 import docker.errors
 import docker.utils
 import psutil
+from docker.types import LogConfig
 from docker.utils.socket import STDERR, STDOUT, frames_iter
 
 from hodei.domain.jobs import CommandType, normalize_arch
@@ -48,7 +52,10 @@ from hodei.worker.runtime import (
     ExecutionResult,
     ImagePull,
     JobLaunch,
+    LaunchCancelledError,
     LaunchError,
+    RuntimeUnavailableError,
+    signal_group,
 )
 
 log = logging.getLogger(__name__)
@@ -61,6 +68,8 @@ LABEL_WORKER = "hodei.worker.id"
 LABEL_HOST = "hodei.worker.host"
 LABEL_PID = "hodei.worker.pid"
 LABEL_STARTED = "hodei.worker.started"
+LABEL_BOOT = "hodei.worker.boot"
+LABEL_PID_NAMESPACE = "hodei.worker.pidns"
 
 
 DEFAULT_IMAGE = "alpine:latest"
@@ -90,7 +99,11 @@ class DockerSettings:
             )
 
 
-class EngineUnavailableError(LaunchError):
+class _PullError(Exception):
+    """The engine said a pull failed."""
+
+
+class EngineUnavailableError(RuntimeUnavailableError):
     """The Docker engine does not answer."""
 
 
@@ -141,6 +154,10 @@ def engine_answers(docker_host: str = "", timeout: int = 3) -> bool:
     return True
 
 
+def _engine_lost(exc: OSError) -> EngineUnavailableError:
+    return EngineUnavailableError(f"the Docker engine stopped answering: {_explain(exc)}")
+
+
 def _explain(exc: BaseException) -> str:
     if isinstance(exc, docker.errors.APIError):
         return str(exc.explanation or exc)
@@ -155,10 +172,19 @@ class _Owner:
     host: str
     pid: int
     started: float
+    boot: str  # the kernel's boot id: a container of an earlier boot has a dead owner
+    pid_namespace: str  # pids only mean something within one pid namespace
 
     @classmethod
     def this_process(cls, worker_id: str) -> _Owner:
-        return cls(worker_id, socket.gethostname(), os.getpid(), psutil.Process().create_time())
+        return cls(
+            worker_id,
+            socket.gethostname(),
+            os.getpid(),
+            psutil.Process().create_time(),
+            _boot_id(),
+            _pid_namespace(),
+        )
 
     def labels(self) -> dict[str, str]:
         return {
@@ -166,11 +192,35 @@ class _Owner:
             LABEL_HOST: self.host,
             LABEL_PID: str(self.pid),
             LABEL_STARTED: f"{self.started:.3f}",
+            LABEL_BOOT: self.boot,
+            LABEL_PID_NAMESPACE: self.pid_namespace,
         }
 
 
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _pid_namespace() -> str:
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return ""
+
+
 def _owner_alive(labels: dict[str, str]) -> bool:
-    """Whether the worker process named by a container's labels still runs (on this host)."""
+    """Whether the worker process named by a container's labels still runs (on this host).
+    A worker of an earlier boot is gone; one in another pid namespace cannot be told apart from
+    a live one, so it counts as alive."""
+    boot = labels.get(LABEL_BOOT, "")
+    if boot and _boot_id() and boot != _boot_id():
+        return False
+    pid_namespace = labels.get(LABEL_PID_NAMESPACE, "")
+    if pid_namespace and pid_namespace != _pid_namespace():
+        return True
     try:
         pid, started = int(labels[LABEL_PID]), float(labels[LABEL_STARTED])
         return abs(psutil.Process(pid).create_time() - started) < 1.0
@@ -178,32 +228,39 @@ def _owner_alive(labels: dict[str, str]) -> bool:
         return False
 
 
-def remove_orphans(api: docker.APIClient, *, worker_id: str = "") -> int:
-    """Remove the containers of workers on this host that are gone (or all of ``worker_id``'s).
+def remove_orphans(api: docker.APIClient, *, worker_id: str = "", keep: bool = False) -> int:
+    """Remove the containers of workers on this host that are gone (or all of ``worker_id``'s);
+    with ``keep`` (the provider keeps containers) only stop the ones still running.
 
-    Blocking. Returns how many were removed.
+    Blocking. Returns how many were removed or stopped.
     """
     host = socket.gethostname()
     wanted = f"{LABEL_WORKER}={worker_id}" if worker_id else LABEL_WORKER
-    removed = 0
+    done = 0
     for container in api.containers(all=True, filters={"label": [wanted]}):
         labels = container.get("Labels") or {}
         if not worker_id and (labels.get(LABEL_HOST) != host or _owner_alive(labels)):
             continue
+        if keep and container.get("State") != "running":
+            continue
         with contextlib.suppress(docker.errors.NotFound):
             try:
-                api.remove_container(container["Id"], force=True)
+                if keep:
+                    api.kill(container["Id"])
+                else:
+                    api.remove_container(container["Id"], force=True)
             except docker.errors.APIError as exc:
                 log.warning("could not remove container %s: %s", container["Id"][:12], exc)
                 continue
-            removed += 1
+            done += 1
             log.info(
-                "removed container %s of job %s left by worker %s",
+                "%s container %s of job %s left by worker %s",
+                "stopped" if keep else "removed",
                 container["Id"][:12],
                 labels.get(LABEL_JOB, "?"),
                 labels.get(LABEL_WORKER, "?"),
             )
-    return removed
+    return done
 
 
 def container_command(launch: JobLaunch) -> tuple[list[str] | None, dict[str, str]]:
@@ -265,6 +322,7 @@ class DockerRuntime:
         self._owner: _Owner | None = None
         self._pulls: dict[str, asyncio.Lock] = {}
         self._cleanups: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking SDK call in this runtime's threads."""
@@ -285,12 +343,13 @@ class DockerRuntime:
         """
         self._api = await self.call(connect, self.settings.docker_host)
         self._owner = _Owner.this_process(worker_id)
-        removed = await self.call(remove_orphans, self._api)
+        removed = await self.call(remove_orphans, self._api, keep=self.settings.keep_containers)
         if removed:
-            log.warning("removed %d container(s) that dead workers left behind", removed)
+            log.warning("cleared %d container(s) that dead workers left behind", removed)
 
     async def close(self) -> None:
         """Wait for pending removals, then let the engine connection go."""
+        self._closed = True
         if self._cleanups:
             await asyncio.wait(self._cleanups, timeout=30)
         if self._api is not None:
@@ -306,11 +365,17 @@ class DockerRuntime:
         host_config = api.create_host_config(
             network_mode=self.settings.network,
             init=True,  # signals reach the job; PID 1 would ignore SIGTERM
+            # The output comes through the attached streams, masked by the worker. The engine
+            # keeps its own (unmasked) copy only for containers that are kept, for `docker logs`.
+            log_config=None if self.settings.keep_containers else LogConfig(type="none"),
             **_limits(launch),
         )
         config: dict[str, Any] = {
             "image": image,
             "command": command,
+            # The job's command is what runs: an image's ENTRYPOINT would run it as arguments.
+            # DOCKER_EXEC with no command runs the image as it is.
+            "entrypoint": None if launch.command_type is CommandType.DOCKER_EXEC else [""],
             "environment": [f"{k}={v}" for k, v in _environment(launch).items()],
             "labels": owner.labels()
             | {LABEL_JOB: launch.job_id, LABEL_ATTEMPT: str(launch.attempt)},
@@ -329,10 +394,14 @@ class DockerRuntime:
             raise LaunchError(f"image {image} is not available: {_explain(exc)}") from None
         except docker.errors.APIError as exc:
             raise LaunchError(f"the Docker engine refused the container: {_explain(exc)}") from None
+        except OSError as exc:
+            raise _engine_lost(exc) from None
         container_id: str = created["Id"]
         try:
             if files:
                 await self.call(api.put_archive, container_id, "/", _script_archive(files))
+            if launch.cancelled():
+                raise LaunchCancelledError("cancelled before it started")
             streams = await _Attachment.open(self, container_id)
             try:
                 await self.call(api.start, container_id)
@@ -340,9 +409,15 @@ class DockerRuntime:
             except BaseException:
                 streams.abandon()
                 raise
-        except (docker.errors.APIError, OSError) as exc:
+        except LaunchCancelledError:
+            self._remove_later(container_id)
+            raise
+        except docker.errors.APIError as exc:
             self._remove_later(container_id)
             raise LaunchError(f"the container could not start: {_explain(exc)}") from None
+        except OSError as exc:
+            self._remove_later(container_id)
+            raise _engine_lost(exc) from None
         pumps = [
             asyncio.create_task(pump_chunks(streams.chunks(stream), stream, sink))
             for stream in (LogStream.STDOUT, LogStream.STDERR)
@@ -352,6 +427,7 @@ class DockerRuntime:
             container_id=container_id,
             pid=int(state.get("Pid") or 0),
             pumps=pumps,
+            streams=streams,
             timeout_ms=launch.timeout_ms,
             stop_grace=launch.stop_grace,
             memory_mb=launch.memory_mb,
@@ -368,12 +444,23 @@ class DockerRuntime:
             repository, tag = docker.utils.parse_repository_tag(image)
             log.info("pulling image %s", image)
             try:
-                await self.call(self.api.pull, repository, tag=tag or "latest", platform=platform)
-            except (docker.errors.APIError, OSError) as exc:
+                await self.call(self._pull_blocking, repository, tag or "latest", platform)
+            except (docker.errors.APIError, _PullError) as exc:
                 raise LaunchError(f"image {image} could not be pulled: {_explain(exc)}") from None
+            except OSError as exc:
+                raise _engine_lost(exc) from None
             took = int((time.monotonic() - began) * 1000)
             log.info("pulled image %s in %d ms", image, took)
             return ImagePull(image, took)
+
+    def _pull_blocking(self, repository: str, tag: str, platform: str | None) -> None:
+        """Pull, reading the engine's progress: a failure can come as an error line of a
+        successful answer (a registry that breaks after the manifest), not as an HTTP error."""
+        for event in self.api.pull(
+            repository, tag=tag, platform=platform, stream=True, decode=True
+        ):
+            if isinstance(event, dict) and event.get("error"):
+                raise _PullError(str(event.get("error")))
 
     def _remove_later(self, container_id: str) -> None:
         if self.settings.keep_containers:
@@ -383,8 +470,10 @@ class DockerRuntime:
         task.add_done_callback(self._cleanups.discard)
 
     async def _remove(self, container_id: str) -> None:
+        remove = functools.partial(self.api.remove_container, container_id, force=True)
         try:
-            await self.call(self.api.remove_container, container_id, force=True)
+            # After close() the runtime's threads are gone: one of the loop's does it.
+            await (asyncio.to_thread(remove) if self._closed else self.call(remove))
         except docker.errors.NotFound:
             pass
         except (docker.errors.APIError, OSError) as exc:
@@ -486,8 +575,9 @@ class ContainerExecution:
 
     runtime: DockerRuntime
     container_id: str
-    pid: int
+    pid: int  # its init's, on this host: the last resort when the engine is gone
     pumps: list[asyncio.Task[None]]
+    streams: _Attachment
     timeout_ms: int
     stop_grace: float
     memory_mb: int
@@ -514,13 +604,16 @@ class ContainerExecution:
                 state = await self.runtime.call(api.inspect_container, self.container_id)
                 oom_killed = bool(state["State"].get("OOMKilled"))
         except (docker.errors.APIError, OSError) as exc:
-            return ExecutionResult(
-                JobState.FAILED, None, f"lost track of the container: {_explain(exc)}"
-            )
+            return await self._lost(exc)
         finally:
             if self._stopping is not None:
                 await self._stopping
-            self.runtime._remove_later(self.container_id)
+        self.runtime._remove_later(self.container_id)
+        if self.streams.error is not None:
+            # The engine cut the output short but the container ran to its end: say so.
+            log.error(
+                "container %s: output cut short: %s", self.container_id[:12], self.streams.error
+            )
         if self._stopped_as is not None:
             return ExecutionResult(self._stopped_as, code, self._stop_reason)
         if oom_killed:
@@ -533,6 +626,21 @@ class ContainerExecution:
         if code == 0:
             return ExecutionResult(JobState.SUCCEEDED, 0)
         return ExecutionResult(JobState.FAILED, code, f"exited with code {code}")
+
+    async def _lost(self, exc: BaseException) -> ExecutionResult:
+        """The engine stopped answering about a running container: kill what it runs on this
+        host (its init, and with it everything in the container) and hand the job back; it is
+        not the job's failure, and no second copy of it may go on running."""
+        log.error("lost the container %s: %s", self.container_id[:12], _explain(exc))
+        if self.pid:
+            signal_group(self.pid, signal.SIGKILL)
+        if self._stopped_as is not None:
+            return ExecutionResult(self._stopped_as, None, self._stop_reason)
+        return ExecutionResult(
+            JobState.PENDING,
+            None,
+            f"handed back: the Docker engine stopped answering: {_explain(exc)}",
+        )
 
     async def cancel(self, grace: float) -> None:
         self._stop(JobState.CANCELLED, "cancelled", grace)
@@ -556,3 +664,12 @@ class ContainerExecution:
         except docker.errors.APIError as exc:
             if exc.status_code != 409:  # 409: it is not running any more
                 log.warning("could not stop container %s: %s", self.container_id[:12], exc)
+                self._kill_on_host()
+        except OSError as exc:
+            log.warning("could not stop container %s: %s", self.container_id[:12], exc)
+            self._kill_on_host()
+
+    def _kill_on_host(self) -> None:
+        """Without the engine: its init's process group, on this host."""
+        if self.pid:
+            signal_group(self.pid, signal.SIGKILL)

@@ -8,7 +8,7 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -25,6 +25,19 @@ _INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME", "SH
 
 class LaunchError(HodeiError):
     """The job could not be started at all (missing interpreter, unsupported command type)."""
+
+
+class RuntimeUnavailableError(LaunchError):
+    """The runtime itself is out of order (its container engine stopped answering): the job is
+    not at fault; it goes back to the queue and the worker stops taking jobs."""
+
+
+class LaunchCancelledError(LaunchError):
+    """The attempt was cancelled while it was being prepared (an image pull): it never ran."""
+
+
+def _never() -> bool:
+    return False
 
 
 @dataclass(frozen=True)
@@ -45,6 +58,8 @@ class JobLaunch:
     cpu_cores: float = 0.0
     memory_mb: int = 0
     arch: str = ""
+    # Asked before the job's command starts: True when it was cancelled meanwhile.
+    cancelled: Callable[[], bool] = _never
 
 
 @dataclass(frozen=True)

@@ -501,9 +501,11 @@ WHERE NOT EXISTS (SELECT 1 FROM leases WHERE leases.id = said.job_id
                                          AND leases.attempt = said.attempt);
 
 -- live_worker_profiles --
--- The shape of every worker that is not terminated, for the "could this job ever run" check.
+-- The shape of every worker that is not terminated and was heard from within `fresh` (a row a
+-- dead worker or a crashed server left says nothing), for the "could this job ever run" check
+-- and for which kinds of worker exist.
 SELECT id, provider, runtime, arch, region, cpu_cores, memory_mb, gpus FROM workers
-WHERE state <> 'TERMINATED';
+WHERE state <> 'TERMINATED' AND last_heartbeat_at > clock_timestamp() - %(fresh)s;
 
 -- upsert_provider --
 -- Create a provider, or update it when one of that name exists; audited.
@@ -685,14 +687,18 @@ WITH doomed AS (
 SELECT count(*) AS deleted FROM deleted;
 
 -- provider_load --
--- For a provider's autoscaler: the runnable PENDING jobs that waited at least `settle` and that
--- only its kind of worker takes (first row, worker_id NULL), then each of its workers with its
--- state and how many jobs it holds.
+-- For a provider's autoscaler: the runnable PENDING jobs that waited at least `settle`, that a
+-- worker of its shape could run and that only its kind of worker takes (first row, worker_id
+-- NULL), then each of its workers with its state and how many jobs it holds.
 SELECT NULL::uuid AS worker_id, NULL::text AS state, count(*)::integer AS jobs
 FROM jobs j
 WHERE j.state = 'PENDING'
   AND j.run_after <= clock_timestamp() - %(settle)s
   AND j.created_at <= clock_timestamp() - %(settle)s
+  AND j.cpu_cores <= %(cpu_cores)s + 1e-9 AND j.memory_mb <= %(memory_mb)s
+  AND (NOT j.gpu_required OR %(gpus)s > 0)
+  AND (j.arch = '' OR j.arch = %(arch)s)
+  AND (j.region = '' OR j.region = %(region)s)
   AND (j.provider = %(provider)s
        OR (j.provider = '' AND (j.image <> '' OR j.command_type = 'DOCKER_EXEC' OR NOT EXISTS (
                SELECT 1 FROM jsonb_to_recordset(%(process_shapes)s)
@@ -706,3 +712,19 @@ SELECT w.id, w.state,
         WHERE j.worker_id = w.id AND j.state IN ('ASSIGNED', 'RUNNING'))::integer
 FROM workers w
 WHERE w.id = ANY(%(ids)s::uuid[]);
+
+-- release_idle_worker --
+-- A provider lets an idle worker go: READY -> DRAINING with WorkerReleased, only if it holds no
+-- job at this moment (otherwise nothing changes and it is not released).
+WITH released AS (
+    UPDATE workers SET state = 'DRAINING'
+    WHERE id = %(id)s AND state = 'READY'
+      AND NOT EXISTS (SELECT 1 FROM jobs j
+                      WHERE j.worker_id = workers.id AND j.state IN ('ASSIGNED', 'RUNNING'))
+    RETURNING id
+)
+INSERT INTO audit_logs (event_type, actor, correlation_id, payload)
+SELECT 'WorkerReleased', 'system', id::text,
+       jsonb_build_object('state', 'DRAINING', 'reason', %(reason)s::text)
+FROM released
+RETURNING correlation_id;
