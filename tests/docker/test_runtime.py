@@ -524,3 +524,28 @@ async def test_an_engine_that_dies_hands_the_job_back_and_leaves_no_process(
     finally:
         await asyncio.to_thread(engine.stop)
         gc.collect()  # here, where the SDK's leaked sockets are expected
+
+
+async def test_node_job_in_its_image(
+    runtime: DockerRuntime, test_images: TestImages, tmp_path: Path
+) -> None:
+    if not test_images.node:
+        pytest.skip("the host has no node binary to build hodei-test/node:1 from")
+    script = "console.log(process.env.GREETING, typeof require)\nprocess.exit(5)\n"
+    job = launch(
+        script,
+        tmp_path,
+        image=test_images.node,
+        command_type=CommandType.NODE,
+        env={"GREETING": "hola"},
+    )
+    result, output = await run(runtime, job)
+    assert result == ExecutionResult(JobState.FAILED, 5, "exited with code 5")
+    assert output.stdout == ["hola function"]
+
+    big = "// padding\n" * 6_400 + 'console.log("big")\n'  # 70 KB: goes in as /hodei/main.js
+    assert len(big) > 64 * 1024
+    job = launch(big, tmp_path, image=test_images.node, command_type=CommandType.NODE)
+    result, output = await run(runtime, job)
+    assert result.state is JobState.SUCCEEDED, result
+    assert output.stdout == ["big"]
