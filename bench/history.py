@@ -158,12 +158,13 @@ class Server:
         self.base_url = f"http://{LOOPBACK}:{self.http_port}"
         self.log_file = work_dir / "server.log"
         argv = [sys.executable, "-m", "hodei", "server", "--database-url", url, "--bind", LOOPBACK]
+        env = os.environ | {"HODEI_DEV_MODE": "1"}  # loopback only: no tokens
         argv += ["--grpc-port", str(grpc_port), "--http-port", str(self.http_port)]
         argv += ["--data-dir", str(work_dir / "hodei")]
         with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True, env=env,
             )  # fmt: skip
 
     def log_tail(self, lines: int = 20) -> str:

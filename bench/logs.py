@@ -42,6 +42,8 @@ import os
 # Before grpc is imported: this process forks (pg_ctl run as another user), and gRPC's fork
 # handlers, on while other threads use gRPC, crashed the child (hodei itself sets this too).
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+# The servers it starts listen on loopback only: dev mode, no tokens.
+os.environ.setdefault("HODEI_DEV_MODE", "1")
 
 import argparse
 import asyncio

@@ -78,6 +78,7 @@ FINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "TIMEOUT"})
 CHAOS_KINDS = ("worker", "server", "postgres")
 # Protocol timings that make recovery quick (the lease and heartbeat come from the options).
 PROTOCOL_ENV = {
+    "HODEI_DEV_MODE": "1",  # loopback only: no tokens
     "HODEI_RETRY_BASE_S": "0.1",
     "HODEI_CANCEL_GRACE_S": "2",
     "HODEI_TIMEOUT_GRACE_S": "5",

@@ -17,12 +17,15 @@ import typer
 from rich.logging import RichHandler
 
 from hodei.cli_jobs import job_app, logs
+from hodei.cli_options import DatabaseOpt, DataDirOpt
 from hodei.cli_output import err, print_error, print_status
+from hodei.cli_tokens import login, logout, token_app
 from hodei.config import Settings
 from hodei.domain.errors import HodeiError
 
 if TYPE_CHECKING:
     from hodei.server import ServerConfig
+    from hodei.store.secrets import SecretBox
 
 # The server, worker and database modules are imported inside the commands that run them, so
 # that client commands (`hodei job get`, …) start fast.
@@ -38,21 +41,11 @@ app = typer.Typer(
 db_app = typer.Typer(help="The database: migrations and connection URL.", no_args_is_help=True)
 app.add_typer(job_app, name="job")
 app.add_typer(db_app, name="db")
+app.add_typer(token_app, name="token")
 app.command("logs")(logs)
+app.command("login")(login)
+app.command("logout")(logout)
 
-DataDirOpt = Annotated[
-    Path | None,
-    typer.Option("--data-dir", envvar="HODEI_DATA_DIR", help="Where Hodei keeps its state."),
-]
-DatabaseOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--database-url",
-        envvar="HODEI_DATABASE_URL",
-        help="PostgreSQL URL; embedded when unset.",
-        show_default=False,
-    ),
-]
 BindOpt = Annotated[
     str | None, typer.Option("--bind", envvar="HODEI_BIND", help="Address to listen on.")
 ]
@@ -61,6 +54,14 @@ GrpcPortOpt = Annotated[
 ]
 HttpPortOpt = Annotated[
     int | None, typer.Option("--http-port", envvar="HODEI_HTTP_PORT", help="HTTP port.")
+]
+InsecureDevOpt = Annotated[
+    bool,
+    typer.Option(
+        "--insecure-dev-mode",
+        envvar="HODEI_INSECURE_DEV_MODE",
+        help="Allow dev mode (anyone is admin) on an address other machines can reach.",
+    ),
 ]
 LogLevelOpt = Annotated[
     str | None,
@@ -125,12 +126,52 @@ def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> Non
         raise typer.Exit(1) from None
 
 
-def server_config(settings: Settings, database_url: str) -> ServerConfig:
+def secret_box_from(settings: Settings, *, key_file: Path | None = None) -> SecretBox | None:
+    """The key that seals secret variables at rest: HODEI_SECRET_KEY, else the one kept in
+    ``key_file`` (made there, random, the first time), else none.
+
+    Raises:
+        SecretKeyError: the key given or kept is not 32 bytes in base64.
+    """
+    from hodei.store.secrets import SecretBox, load_or_create_key_file
+
+    if settings.secret_key is not None:
+        return SecretBox.from_text(settings.secret_key.get_secret_value())
+    if key_file is None:
+        return None
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    key, created = load_or_create_key_file(key_file)
+    if created:
+        log.info(
+            "made a secret key in %s (mode 0600): secret variables of stored jobs need it; "
+            "keep it with the data, or set HODEI_SECRET_KEY",
+            key_file,
+        )
+    return SecretBox(key)
+
+
+def server_config(
+    settings: Settings,
+    database_url: str,
+    *,
+    dev_default: bool,
+    secret_box: SecretBox | None = None,
+) -> ServerConfig:
+    """The server's configuration; the secret key from HODEI_SECRET_KEY unless given."""
     from hodei.domain.retries import RetryPolicy
     from hodei.server import ServerConfig
     from hodei.services.workers import WorkerProtocolConfig
+    from hodei.tls import ServerTls
 
+    tls = None
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        tls = ServerTls(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
     return ServerConfig(
+        tls=tls,
+        dev_mode=dev_default if settings.dev_mode is None else settings.dev_mode,
+        insecure_dev_mode=settings.insecure_dev_mode,
+        submit_rate_per_minute=settings.submit_rate_per_minute,
+        limit_admins=settings.limit_admins,
         database_url=database_url,
         data_dir=settings.data_dir,
         bind_host=settings.bind_host,
@@ -147,6 +188,7 @@ def server_config(settings: Settings, database_url: str) -> ServerConfig:
         else None,
         retry=RetryPolicy(base=timedelta(seconds=settings.retry_base_s)),
         timeout_grace=timedelta(seconds=settings.timeout_grace_s),
+        secret_box=secret_box or secret_box_from(settings),
     )
 
 
@@ -251,9 +293,11 @@ def up(
         ),
     ] = None,
     log_level: LogLevelOpt = None,
+    insecure_dev_mode: InsecureDevOpt = False,
 ) -> None:
     """Run everything: PostgreSQL (embedded unless HODEI_DATABASE_URL is set), the server and
-    local workers. Ctrl-C stops it all."""
+    local workers. Ctrl-C stops it all. On a loopback address it runs in dev mode (no token
+    needed) unless HODEI_DEV_MODE=0."""
     settings = settings_from(
         data_dir=data_dir,
         database_url=database_url,
@@ -262,10 +306,20 @@ def up(
         http_port=http_port,
         local_workers=workers,
         log_level=log_level,
+        insecure_dev_mode=insecure_dev_mode or None,
     )
     setup_logging(settings.log_level)
-    from hodei.server import HodeiServer
+    from hodei.server import HodeiServer, check_dev_mode, is_loopback
     from hodei.store.embedded import EmbeddedPostgres
+    from hodei.store.secrets import KEY_FILE_NAME
+
+    dev_mode = is_loopback(settings.bind_host) if settings.dev_mode is None else settings.dev_mode
+    try:
+        check_dev_mode(settings.bind_host, dev_mode=dev_mode, insecure=settings.insecure_dev_mode)
+        secret_box = secret_box_from(settings, key_file=settings.data_dir / KEY_FILE_NAME)
+    except (HodeiError, OSError) as error:
+        print_error(str(error))
+        raise typer.Exit(2) from None
 
     async def main(stop: asyncio.Event) -> None:
         embedded: EmbeddedPostgres | None = None
@@ -282,12 +336,21 @@ def up(
                 )
             await ensure_local_provider(url, settings.local_workers)
             docker_note = await ensure_docker_provider(url, enabled=settings.docker_enabled)
-            server = HodeiServer(server_config(settings, url))
+            server = HodeiServer(
+                server_config(settings, url, dev_default=dev_mode, secret_box=secret_box)
+            )
             await server.start()
             print_status(docker_note)
             print_status(
+                "dev mode: no token needed (only this machine can reach it)"
+                if dev_mode
+                else "API tokens required: `hodei token create --name NAME --role admin`, "
+                "then HODEI_TOKEN or `hodei login`"
+            )
+            print_status(
                 f"Hodei is up. gRPC {settings.bind_host}:{settings.grpc_port} · "
-                f"web http://{settings.bind_host}:{settings.http_port} · Ctrl-C to stop",
+                f"web {'https' if settings.tls_cert else 'http'}://{settings.bind_host}:"
+                f"{settings.http_port} · Ctrl-C to stop",
                 style="bold green",
             )
             await stop.wait()
@@ -309,8 +372,10 @@ def server(
     grpc_port: GrpcPortOpt = None,
     http_port: HttpPortOpt = None,
     log_level: LogLevelOpt = None,
+    insecure_dev_mode: InsecureDevOpt = False,
 ) -> None:
-    """Run the server alone against an existing PostgreSQL (HODEI_DATABASE_URL)."""
+    """Run the server alone against an existing PostgreSQL (HODEI_DATABASE_URL). Callers need
+    API tokens unless HODEI_DEV_MODE=1."""
     settings = settings_from(
         data_dir=data_dir,
         database_url=database_url,
@@ -318,10 +383,22 @@ def server(
         grpc_port=grpc_port,
         http_port=http_port,
         log_level=log_level,
+        insecure_dev_mode=insecure_dev_mode or None,
     )
     if settings.database_url is None:
         print_error("hodei server needs HODEI_DATABASE_URL (or use `hodei up`)")
         raise typer.Exit(2)
+    from hodei.server import check_dev_mode
+
+    try:
+        check_dev_mode(
+            settings.bind_host,
+            dev_mode=bool(settings.dev_mode),
+            insecure=settings.insecure_dev_mode,
+        )
+    except HodeiError as error:
+        print_error(str(error))
+        raise typer.Exit(2) from None
     setup_logging(settings.log_level)
     from hodei.server import HodeiServer
 
@@ -330,7 +407,7 @@ def server(
     async def main(stop: asyncio.Event) -> None:
         if settings.docker_enabled is not None:
             log.info(await ensure_docker_provider(url, enabled=settings.docker_enabled))
-        hodei = HodeiServer(server_config(settings, url))
+        hodei = HodeiServer(server_config(settings, url, dev_default=False))
         try:
             await hodei.start()
             await stop.wait()
@@ -401,6 +478,20 @@ def worker(
         bool,
         typer.Option("--keep-containers", help="docker: keep containers after their job ends."),
     ] = False,
+    tls_ca: Annotated[
+        Path | None,
+        typer.Option("--tls-ca", envvar="HODEI_TLS_CA", help="Verify a TLS server with this CA."),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-cert", envvar="HODEI_TLS_CLIENT_CERT", help="Present this certificate (mTLS)."
+        ),
+    ] = None,
+    tls_key: Annotated[
+        Path | None,
+        typer.Option("--tls-key", envvar="HODEI_TLS_CLIENT_KEY", help="The key of --tls-cert."),
+    ] = None,
     log_level: LogLevelOpt = None,
 ) -> None:
     """Run a worker agent: register with a one-time token and run the jobs it is given.
@@ -418,6 +509,7 @@ def worker(
     import grpc
     import psutil
 
+    from hodei.tls import ClientTls
     from hodei.worker.agent import AgentConfig, WorkerAgent, orphan_watch
     from hodei.worker.runtime import ProcessRuntime, Runtime
 
@@ -447,6 +539,7 @@ def worker(
         region=region,
         work_dir=work_dir or Path(os.environ.get("TMPDIR", "/tmp")),
         drain_timeout=timedelta(seconds=settings.drain_timeout_s),
+        tls=ClientTls(tls_ca, tls_cert, tls_key) if (tls_ca or tls_cert or tls_key) else None,
     )
 
     async def main(stop: asyncio.Event) -> None:

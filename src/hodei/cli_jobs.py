@@ -14,8 +14,10 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from hodei.cli_output import err, out, print_error, print_status
+from hodei.cli_tokens import cli_token
 from hodei.client import HodeiClient
 from hodei.domain.logs import LogChunk, LogLevel, LogStream
+from hodei.tls import ClientTls
 from hodei.v1 import jobs_pb2
 
 job_app = typer.Typer(help="Submit, follow, list, inspect and cancel jobs.", no_args_is_help=True)
@@ -37,7 +39,7 @@ def run_client(address: str, action: Callable[[HodeiClient], Awaitable[T]]) -> T
     """Run one client action; a gRPC error becomes one clear line and exit status 1."""
 
     async def runner() -> T:
-        async with HodeiClient(address) as client:
+        async with HodeiClient(address, token=cli_token(), tls=ClientTls.from_env()) as client:
             return await action(client)
 
     try:
@@ -47,6 +49,11 @@ def run_client(address: str, action: Callable[[HodeiClient], Awaitable[T]]) -> T
             print_error(
                 f"cannot reach the Hodei server at {address} "
                 "(is it running? start it with `hodei up`)"
+            )
+        elif error.code() == grpc.StatusCode.UNAUTHENTICATED:
+            print_error(
+                f"{error.details()} (set HODEI_TOKEN or run `hodei login TOKEN`; "
+                "`hodei token create` makes one)"
             )
         else:
             print_error(error.details() or error.code().name)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from types import TracebackType
+from typing import Any
 
 import grpc
 
 from hodei.domain.logs import LogChunk
+from hodei.tls import ClientTls
+from hodei.tls import channel as tls_channel
 from hodei.v1 import (
     jobs_pb2,
     jobs_pb2_grpc,
@@ -18,13 +21,38 @@ from hodei.v1 import (
 )
 
 
-class HodeiClient:
-    """Talks to one server's public gRPC API."""
+class _Bearer(
+    grpc.aio.UnaryUnaryClientInterceptor,
+    grpc.aio.UnaryStreamClientInterceptor,
+):
+    """Adds ``authorization: Bearer TOKEN`` to every call."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, token: str) -> None:
+        self._metadata = ("authorization", f"Bearer {token}")
+
+    def _details(self, details: Any) -> Any:
+        metadata = [*(details.metadata or ()), self._metadata]
+        return details._replace(metadata=metadata)
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+
+class HodeiClient:
+    """Talks to one server's public gRPC API, with an API token when given one."""
+
+    def __init__(
+        self, address: str, token: str | None = None, tls: ClientTls | None = None
+    ) -> None:
         self.address = address
-        self._channel = grpc.aio.insecure_channel(
-            address, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+        self._channel = tls_channel(
+            address,
+            tls,
+            options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)],
+            interceptors=[_Bearer(token)] if token else None,
         )
         self.jobs = jobs_pb2_grpc.JobExecutionServiceStub(self._channel)
         self.logs = logs_pb2_grpc.LogStreamServiceStub(self._channel)

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LogLevelName = Literal["trace", "debug", "info", "warn", "warning", "error"]
@@ -38,7 +38,18 @@ class Settings(BaseSettings):
     log_level: LogLevelName = Field(
         "info", validation_alias=AliasChoices("HODEI_LOG_LEVEL", "RUST_LOG", "log_level")
     )
-    dev_mode: bool = False
+    # Dev mode (no token, or `dev-…` tokens, act as admin): unset, `hodei up` on a loopback
+    # address runs in it and `hodei server` does not.
+    dev_mode: bool | None = None
+    insecure_dev_mode: bool = False  # allow dev mode on an address others can reach
+    # Jobs a minute one token may submit (0: no limit); admins only with limit_admins.
+    submit_rate_per_minute: float = Field(600.0, ge=0)
+    limit_admins: bool = False
+    # TLS: the server's certificate and key (both ports), and the CA that must have signed its
+    # gRPC clients' certificates (mutual TLS, for workers).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
     # The docker provider: on (1), off (0), or unset: `hodei up` turns it on when an engine answers.
     docker_enabled: bool | None = None
     k8s_enabled: bool = False
@@ -56,6 +67,8 @@ class Settings(BaseSettings):
     log_max_bytes_per_job: int = Field(0, ge=0)
     drain_timeout_s: float = Field(10.0, ge=0)
     otp_token: str | None = None
+    # 32 bytes in base64 that seal secret variables at rest; `hodei up` keeps one in data_dir.
+    secret_key: SecretStr | None = None
 
     @model_validator(mode="after")
     def _consistent_timings(self) -> Settings:
@@ -71,6 +84,14 @@ class Settings(BaseSettings):
                 f"HODEI_CANCEL_GRACE_S ({self.cancel_grace_s:g}): the server would declare a "
                 "timeout while the worker still waits for the job to stop"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("HODEI_TLS_CERT and HODEI_TLS_KEY go together: give both or neither")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("HODEI_TLS_CLIENT_CA (mutual TLS) needs HODEI_TLS_CERT and _KEY")
         return self
 
     @field_validator("log_level", mode="before")

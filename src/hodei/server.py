@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
+import os
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -16,10 +18,12 @@ import uvicorn
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from hodei.api.grpc.auth import AuthInterceptor
 from hodei.api.grpc.providers import ProviderManagementServicer
 from hodei.api.grpc.servicers import JobExecutionServicer, LogStreamServicer, SchedulerServicer
 from hodei.api.grpc.worker_agent import WorkerAgentServicer
 from hodei.api.http.app import create_app
+from hodei.domain.errors import HodeiError
 from hodei.domain.placement import WorkerProfile
 from hodei.domain.providers import ProviderLoad
 from hodei.domain.retries import RetryPolicy
@@ -30,6 +34,7 @@ from hodei.scheduler.catalog import CapacityCatalog
 from hodei.scheduler.dispatcher import Dispatcher
 from hodei.scheduler.reaper import Reaper
 from hodei.scheduler.sessions import SessionRegistry
+from hodei.services.auth import Authenticator
 from hodei.services.jobs import JobService
 from hodei.services.loghub import LogHub
 from hodei.services.logs import LogService
@@ -43,10 +48,19 @@ from hodei.store.jobs import JobRepository
 from hodei.store.logs import LogRepository
 from hodei.store.metrics import MetricsRepository
 from hodei.store.migrations import migrate
-from hodei.store.notify import CANCELS_CHANNEL, JOBS_CHANNEL, PROVIDERS_CHANNEL, Notifier
+from hodei.store.notify import (
+    CANCELS_CHANNEL,
+    JOBS_CHANNEL,
+    PROVIDERS_CHANNEL,
+    TOKENS_CHANNEL,
+    Notifier,
+)
 from hodei.store.providers import ProviderRepository, ProviderStore
 from hodei.store.retention import LogRetention
+from hodei.store.secrets import SecretBox
+from hodei.store.tokens import TokenRepository
 from hodei.store.workers import WorkerRepository
+from hodei.tls import ServerTls
 from hodei.v1 import (
     jobs_pb2,
     jobs_pb2_grpc,
@@ -87,12 +101,46 @@ class ServerConfig:
     reap_interval: timedelta = timedelta(seconds=1)
     # Log lines older than this are deleted; None keeps them forever.
     log_retention: timedelta | None = timedelta(days=30)
+    # Dev mode: no token, or any `dev-…` token, is an admin. Only on a loopback address unless
+    # insecure_dev_mode says otherwise.
+    dev_mode: bool = False
+    insecure_dev_mode: bool = False
+    # Jobs a minute one token may submit (0: no limit); admins are not limited unless asked.
+    submit_rate_per_minute: float = 600.0
+    limit_admins: bool = False
+    # Seals jobs' secret variables at rest; without it, jobs with secrets are refused.
+    secret_box: SecretBox | None = None
+    # TLS on both ports (and mutual TLS on gRPC with a client CA); None: plaintext.
+    tls: ServerTls | None = None
 
     @property
     def worker_address(self) -> str:
         """How local workers dial this server."""
         host = "127.0.0.1" if self.bind_host in ("0.0.0.0", "", "::") else self.bind_host
         return f"{host}:{self.grpc_port}"
+
+
+def check_dev_mode(bind_host: str, *, dev_mode: bool, insecure: bool) -> None:
+    """Dev mode makes anyone an admin: only where nobody else can reach the server.
+
+    Raises:
+        HodeiError: dev mode on an address other than loopback, without ``insecure``.
+    """
+    if dev_mode and not insecure and not is_loopback(bind_host):
+        raise HodeiError(
+            f"refusing to run in dev mode on {bind_host}: dev mode lets anyone who can reach it "
+            "run commands as admin; listen on 127.0.0.1, turn dev mode off "
+            "(HODEI_DEV_MODE=0, and use API tokens), or pass --insecure-dev-mode"
+        )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class _EmbeddedUvicorn(uvicorn.Server):
@@ -120,15 +168,22 @@ class HodeiServer:
         self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        """Migrate, connect, start the scheduler and providers, then open both ports."""
+        """Migrate, connect, start the scheduler and providers, then open both ports.
+
+        Raises:
+            HodeiError: dev mode on an address other than loopback without insecure_dev_mode.
+        """
         cfg = self.config
+        check_dev_mode(cfg.bind_host, dev_mode=cfg.dev_mode, insecure=cfg.insecure_dev_mode)
+        if cfg.tls is not None:
+            cfg.tls.check()
         applied = await migrate(cfg.database_url)
         if applied:
             log.info("applied migrations: %s", ", ".join(m.name for m in applied))
         self._db = db = await Database.connect(cfg.database_url, max_size=20)
         self._notifier = notifier = Notifier(cfg.database_url)
         await notifier.start()
-        jobs = JobRepository(db, cfg.retry)
+        jobs = JobRepository(db, cfg.retry, secrets=cfg.secret_box)
         logs = LogRepository(db, origin=jobs.origin)
         workers, providers = WorkerRepository(db), ProviderRepository(db)
         sessions = SessionRegistry()
@@ -177,7 +232,14 @@ class HodeiServer:
             providers=ProviderService(ProviderStore(db), apply_providers),
             metrics=MetricsService(metrics, workers),
             check_ready=db.ping,
+            auth=Authenticator(
+                TokenRepository(db),
+                dev_mode=cfg.dev_mode,
+                submit_rate_per_minute=cfg.submit_rate_per_minute,
+                limit_admins=cfg.limit_admins,
+            ),
         )
+        notifier.on(TOKENS_CHANNEL, lambda _payload: services.auth.forget())
         await self._start_grpc(services)
         await self._start_http(services)
         dispatcher.start()
@@ -230,15 +292,25 @@ class HodeiServer:
             worker_gone=worker_gone,
             worker_released=worker_released,
             load=load,
+            worker_env=self._worker_tls_env(),
         )
+
+    def _worker_tls_env(self) -> dict[str, str]:
+        """With TLS, the workers this server starts trust HODEI_TLS_CA, or else its own
+        certificate (a self-signed one); for mutual TLS they present HODEI_TLS_CLIENT_CERT/KEY
+        from the server's environment."""
+        if self.config.tls is None:
+            return {}
+        return {"HODEI_TLS_CA": os.environ.get("HODEI_TLS_CA") or str(self.config.tls.cert)}
 
     async def _start_grpc(self, services: Services) -> None:
         server = grpc.aio.server(
+            interceptors=[AuthInterceptor(services.auth)],
             options=[
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
                 ("grpc.so_reuseport", 0),
-            ]
+            ],
         )
         jobs_pb2_grpc.add_JobExecutionServiceServicer_to_server(
             JobExecutionServicer(services.jobs), server
@@ -260,7 +332,13 @@ class HodeiServer:
         names = (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME)
         reflection.enable_server_reflection(names, server)
         address = f"{self.config.bind_host}:{self.config.grpc_port}"
-        if server.add_insecure_port(address) == 0:
+        tls = self.config.tls
+        bound = (
+            server.add_secure_port(address, tls.grpc_credentials())
+            if tls is not None
+            else server.add_insecure_port(address)
+        )
+        if bound == 0:
             raise OSError(f"cannot listen for gRPC on {address}")
         await server.start()
         for name in ("", *SERVICE_NAMES):
@@ -282,8 +360,16 @@ class HodeiServer:
             raise OSError(
                 f"cannot listen for HTTP on {cfg.bind_host}:{cfg.http_port}: {exc.strerror}"
             ) from None
+        tls = cfg.tls
         uv_config = uvicorn.Config(
-            create_app(services), log_level="warning", lifespan="off", access_log=False
+            create_app(services),
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            ssl_certfile=str(tls.cert) if tls else None,
+            ssl_keyfile=str(tls.key) if tls else None,
+            # What a browser or client may send over the log WebSocket (it sends nothing).
+            ws_max_size=64 * 1024,
         )
         self._http = _EmbeddedUvicorn(uv_config)
         self._http_task = asyncio.create_task(self._http.serve(sockets=[sock]))

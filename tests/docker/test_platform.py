@@ -118,6 +118,7 @@ async def platform(
         )
     server = HodeiServer(
         ServerConfig(
+            dev_mode=True,  # no tokens: these tests are not about authentication
             database_url=database_url,
             data_dir=data_dir,
             grpc_port=grpc_port,

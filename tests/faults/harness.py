@@ -39,6 +39,7 @@ FINAL_STATES = ("SUCCEEDED", "FAILED", "CANCELLED", "TIMEOUT")
 LEASE_TTL_S = 3.0
 CANCEL_GRACE_S = 2.0
 FAST_SETTINGS = {
+    "HODEI_DEV_MODE": "1",  # no tokens: these tests are not about authentication
     "HODEI_LEASE_TTL_S": str(LEASE_TTL_S),
     "HODEI_HEARTBEAT_INTERVAL_S": "0.5",
     "HODEI_RETRY_BASE_S": "0.2",

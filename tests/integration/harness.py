@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 import shutil
 import socket
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,9 +19,12 @@ from typing import Any
 import httpx
 
 from hodei.client import HodeiClient
+from hodei.domain.auth import Role
 from hodei.server import HodeiServer, ServerConfig
 from hodei.services.workers import WorkerProtocolConfig
 from hodei.store.database import Database
+from hodei.store.secrets import SecretBox
+from hodei.store.tokens import TokenRepository
 from hodei.store.workers import WorkerRepository
 from hodei.v1 import jobs_pb2, scheduler_pb2
 from hodei.worker.agent import AgentConfig, WorkerAgent
@@ -55,6 +60,7 @@ class Running:
     config: ServerConfig
     data_dir: Path
     server: HodeiServer
+    admin_token: str | None = None  # when dev mode is off: what the client and http send
 
     async def restart_server(self, down_for: float = 0.0) -> None:
         """Stop the server and start a new one on the same ports and database."""
@@ -92,6 +98,8 @@ async def running_hodei(database_url: str, **overrides: Any) -> AsyncIterator[Ru
     data_dir = traversable_tmpdir("hodei-it-server-")
     grpc_port, http_port = free_port(), free_port()
     config = ServerConfig(
+        dev_mode=True,  # no tokens, unless a test turns dev mode off
+        secret_box=SecretBox(os.urandom(32)),  # secret variables are encrypted at rest
         database_url=database_url,
         data_dir=data_dir,
         grpc_port=grpc_port,
@@ -110,6 +118,11 @@ async def running_hodei(database_url: str, **overrides: Any) -> AsyncIterator[Ru
         db = await Database.connect(database_url, min_size=1, max_size=1)
         try:
             otp = await WorkerRepository(db).create_bootstrap_token("local", timedelta(minutes=1))
+            admin_token = None
+            if not config.dev_mode:
+                admin_token, _ = await TokenRepository(db).create(
+                    f"harness-{uuid.uuid4().hex[:8]}", Role.ADMIN, "test"
+                )
         finally:
             await db.close()
         agent = WorkerAgent(
@@ -124,9 +137,10 @@ async def running_hodei(database_url: str, **overrides: Any) -> AsyncIterator[Ru
             ProcessRuntime(),
         )
         agent_task = asyncio.create_task(agent.run())
+        headers = {"authorization": f"Bearer {admin_token}"} if admin_token else {}
         async with (
-            HodeiClient(f"127.0.0.1:{grpc_port}") as client,
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as http,
+            HodeiClient(f"127.0.0.1:{grpc_port}", token=admin_token) as client,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", headers=headers) as http,
         ):
 
             async def ready() -> bool:
@@ -134,7 +148,7 @@ async def running_hodei(database_url: str, **overrides: Any) -> AsyncIterator[Ru
                 return any(w.state == scheduler_pb2.WORKER_READY for w in workers.workers)
 
             await eventually(ready)
-            running = Running(client, http, database_url, config, data_dir, server)
+            running = Running(client, http, database_url, config, data_dir, server, admin_token)
             yield running
     finally:
         if agent is not None and agent_task is not None:

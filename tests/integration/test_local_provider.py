@@ -70,6 +70,7 @@ async def test_the_pool_is_kept_and_a_dead_worker_is_replaced(database_url: str)
     grpc_port = free_port()
     server = HodeiServer(
         ServerConfig(
+            dev_mode=True,  # no tokens: these tests are not about authentication
             database_url=database_url,
             data_dir=data_dir,
             grpc_port=grpc_port,

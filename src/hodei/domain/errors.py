@@ -41,6 +41,24 @@ class ValidationError(HodeiError):
         return cls([FieldViolation(field, message)])
 
 
+def unstorable(value: str) -> str | None:
+    """Why ``value`` cannot be kept as PostgreSQL text (a NUL, a lone surrogate), or None."""
+    if "\x00" in value:
+        return "must not contain a NUL character"
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return "must be valid Unicode text (no lone surrogates)"
+    return None
+
+
+def storable(field: str, value: str) -> str:
+    """``value`` when PostgreSQL can take it as text (e.g. a search term), else ValidationError."""
+    if problem := unstorable(value):
+        raise ValidationError.single(field, problem)
+    return value
+
+
 class NotFoundError(HodeiError):
     """The thing named does not exist."""
 

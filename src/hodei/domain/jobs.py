@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import IntEnum, StrEnum
 from typing import Any
 
-from hodei.domain.errors import FieldViolation, ValidationError
+from hodei.domain.errors import FieldViolation, ValidationError, unstorable
 from hodei.domain.states import JobState
 
 
@@ -182,6 +182,12 @@ def _string_map(raw: Mapping[str, Any], key: str, where: str, check: _Checker) -
         if not isinstance(k, str) or not isinstance(v, str):
             check.fail(f"{where}.{k}", "keys and values must be strings")
             continue
+        if problem := unstorable(k):
+            check.fail(f"{where}.{k!r}", f"the name {problem}")  # repr: the field must be sendable
+            continue
+        if problem := unstorable(v):
+            check.fail(f"{where}.{k}", f"the value {problem}")
+            continue
         result[k] = v
     return result
 
@@ -190,7 +196,7 @@ def _check_env(env: Mapping[str, str], where: str, check: _Checker) -> None:
     if len(env) > MAX_ENV_ENTRIES:
         check.fail(where, f"at most {MAX_ENV_ENTRIES} variables, got {len(env)}")
     for name, value in env.items():
-        if not _ENV_NAME.match(name):
+        if not _ENV_NAME.fullmatch(name):
             check.fail(
                 f"{where}.{name}",
                 "a variable name is letters, digits and _, not starting with a digit",
@@ -205,7 +211,7 @@ def _check_labels(labels: Mapping[str, str], check: _Checker) -> None:
     if len(labels) > MAX_LABELS:
         check.fail("labels", f"at most {MAX_LABELS} labels, got {len(labels)}")
     for key, value in labels.items():
-        if not _LABEL_KEY.match(key):
+        if not _LABEL_KEY.fullmatch(key):
             check.fail(
                 f"labels.{key}",
                 "a label key is 1-63 letters, digits, '.', '_', '/' or '-', "
@@ -274,12 +280,12 @@ def _parse_preferences(raw: Mapping[str, Any], check: _Checker) -> Preferences:
     provider = _text(raw, "provider", f"{where}.provider", check).strip()
     if provider.lower() == "any":
         provider = ""
-    if provider and not _IDENTIFIER.match(provider):
+    if provider and not _IDENTIFIER.fullmatch(provider):
         check.fail(f"{where}.provider", "a provider name is lowercase letters, digits and '-'")
     region = _text(raw, "region", f"{where}.region", check).strip()
     if region.lower() == "auto":
         region = ""
-    if region and not _IDENTIFIER.match(region):
+    if region and not _IDENTIFIER.fullmatch(region):
         check.fail(f"{where}.region", "a region is lowercase letters, digits and '-'")
     allow_retry = raw.get("allow_retry", False)
     if not isinstance(allow_retry, bool):
@@ -330,18 +336,20 @@ def parse_job_spec(raw: Mapping[str, Any]) -> JobSpec:
     name = _text(raw, "name", "name", check).strip()
     if not name:
         check.fail("name", "is required")
+    elif problem := unstorable(name):
+        check.fail("name", problem)
     elif len(name) > MAX_NAME_LENGTH:
         check.fail("name", f"must be at most {MAX_NAME_LENGTH} characters, got {len(name)}")
     command_type = _parse_command_type(raw.get("command_type"), check)
     script = _text(raw, "script", "script", check)
     if not script.strip():
         check.fail("script", "is required")
+    elif problem := unstorable(script):
+        check.fail("script", problem)
     elif len(script.encode()) > MAX_SCRIPT_BYTES:
         check.fail("script", f"must be at most {MAX_SCRIPT_BYTES} bytes")
-    elif "\x00" in script:
-        check.fail("script", "must not contain a NUL character")
     image = _text(raw, "image", "image", check).strip()
-    if len(image) > MAX_IMAGE_LENGTH or (image and not _IMAGE.match(image)):
+    if len(image) > MAX_IMAGE_LENGTH or (image and not _IMAGE.fullmatch(image)):
         check.fail("image", "is not a valid image reference (e.g. alpine:latest)")
     if command_type.needs_container and not image:
         check.fail("image", "is required for DOCKER_EXEC")

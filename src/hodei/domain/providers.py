@@ -11,7 +11,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
-from hodei.domain.errors import FieldViolation, ValidationError
+from hodei.domain.errors import FieldViolation, ValidationError, unstorable
 
 
 class ProviderType(StrEnum):
@@ -87,7 +87,7 @@ def parse_provider(raw: Mapping[str, Any], *, id: str | None = None) -> Provider
         problems.append(FieldViolation(where, message))
 
     name = raw.get("name")
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         fail("name", "1-63 lowercase letters, digits or '-', starting with a letter or digit")
     try:
         kind = ProviderType(str(raw.get("type", "")).lower())
@@ -160,10 +160,12 @@ def _settings(kind: ProviderType, config: object, fail: Fail) -> dict[str, Any]:
             else:
                 fail(where, "must be true or false")
         elif wanted is str:
-            if isinstance(value, str) and len(value) <= 1024:
-                settings[key] = value
-            else:
+            if not isinstance(value, str) or len(value) > 1024:
                 fail(where, "must be text of at most 1024 characters")
+            elif problem := unstorable(value):
+                fail(where, problem)
+            else:
+                settings[key] = value
         elif isinstance(value, bool) or not _positive(wanted, value, _CONFIG_MAX[key]):
             fail(where, f"must be a number above 0 and at most {_CONFIG_MAX[key]:g}")
         else:

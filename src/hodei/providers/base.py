@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -41,6 +41,8 @@ class ProviderContext:
     # load(profile, worker_ids): what waits for the provider's kind and shape of worker, and how
     # busy these workers of it are
     load: Callable[[WorkerProfile, Sequence[str]], Awaitable[ProviderLoad]] = _no_load
+    # Settings the workers it starts need on top of the server's environment (TLS to reach it)
+    worker_env: Mapping[str, str] = field(default_factory=dict)
 
 
 class Provider(Protocol):

@@ -84,11 +84,15 @@ class WorkerProcesses:
             OSError: the process could not start.
         """
         token = await self._context.create_token(worker_id, self._provider)
-        env = os.environ | {
-            "HODEI_SERVER_ADDRESS": self._context.server_address,
-            "HODEI_OTP_TOKEN": token,
-            "HODEI_WORKER_MANAGED": "1",
-        }
+        env = (
+            os.environ
+            | dict(self._context.worker_env)
+            | {
+                "HODEI_SERVER_ADDRESS": self._context.server_address,
+                "HODEI_OTP_TOKEN": token,
+                "HODEI_WORKER_MANAGED": "1",
+            }
+        )
         self._context.log_dir.mkdir(parents=True, exist_ok=True)
         self._context.work_dir.mkdir(parents=True, exist_ok=True)
         log_path = self._context.log_dir / f"worker-{worker_id}.log"

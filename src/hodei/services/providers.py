@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hodei.domain.errors import ValidationError
+from hodei.domain.errors import ValidationError, storable
 from hodei.domain.providers import parse_provider
 from hodei.store.providers import ProviderStore, StoredProvider, WorkerCounts
 
@@ -35,7 +35,7 @@ class ProviderService:
         ]
 
     async def get(self, name: str) -> ProviderView:
-        stored = await self._store.get(name)
+        stored = await self._store.get(storable("name", name))
         counts = await self._store.worker_counts()
         return ProviderView(stored, counts.get(name, WorkerCounts()))
 
@@ -47,6 +47,7 @@ class ProviderService:
 
     async def update(self, name: str, raw: Mapping[str, Any], actor: str) -> ProviderView:
         """Raises ValidationError or NotFoundError. The name cannot change."""
+        storable("name", name)
         if raw.get("name", name) != name:
             raise ValidationError.single("name", "a provider cannot be renamed")
         current = await self._store.get(name)
@@ -56,10 +57,12 @@ class ProviderService:
         return await self.get(name)
 
     async def set_enabled(self, name: str, enabled: bool, actor: str) -> ProviderView:
+        storable("name", name)
         await self._store.set_enabled(name, enabled, actor)
         await self._apply()
         return await self.get(name)
 
     async def delete(self, name: str, actor: str) -> None:
+        storable("name", name)
         await self._store.delete(name, actor)
         await self._apply()

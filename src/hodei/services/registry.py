@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from hodei.services.auth import Authenticator
 from hodei.services.jobs import JobService
 from hodei.services.logs import LogService
 from hodei.services.metrics import MetricsService
@@ -23,3 +24,4 @@ class Services:
     metrics: MetricsService
     # Raises when the server cannot serve (e.g. PostgreSQL does not answer).
     check_ready: Callable[[], Awaitable[None]]
+    auth: Authenticator

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from hodei.domain.errors import HodeiError
 from hodei.domain.logs import LogChunk
 from hodei.domain.retries import AttemptOutcome
 from hodei.domain.workers import WorkerInfo, WorkerState
@@ -141,6 +142,18 @@ class WorkerService:
                 reason=reason,
             )
         self._catalog.invalidate()
+
+    async def report_refused(
+        self, session: WorkerSession, job_id: str, attempt: int, kind: str, reason: str
+    ) -> None:
+        """Audit a report the worker had no right to make (an attempt not, or no longer, its
+        own): WorkerReportRefused, with the job as its correlation id."""
+        try:
+            await self._workers.audit_refusal(
+                session.worker_id, job_id, attempt, kind, reason[:MAX_NOTE_CHARS]
+            )
+        except HodeiError as error:  # the refusal stands; only its record is missing
+            log.warning("could not audit a refused %s: %s", kind, error)
 
     async def drain(self, session: WorkerSession) -> None:
         """The worker takes no new job; it finishes or hands back what it runs."""

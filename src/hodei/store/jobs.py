@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg.types.json import Jsonb
 
 from hodei.domain.errors import (
+    FailedPreconditionError,
     InvalidTransitionError,
     NotFoundError,
     StaleAttemptError,
@@ -20,6 +23,9 @@ from hodei.domain.placement import NO_RUNTIMES, RuntimeMix
 from hodei.domain.retries import AttemptOutcome, RetryPolicy
 from hodei.domain.states import JobState, ensure_transition
 from hodei.store.database import Database, Row
+from hodei.store.secrets import KEY_SETTING, SecretBox, SecretUnreadableError, open_all
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -128,7 +134,7 @@ def job_from_row(row: Row) -> Job:
     )
 
 
-def _spec_params(spec: JobSpec) -> dict[str, Any]:
+def _spec_params(spec: JobSpec, secret_env: dict[str, str]) -> dict[str, Any]:
     res, prefs = spec.resources, spec.preferences
     return {
         "name": spec.name,
@@ -136,7 +142,7 @@ def _spec_params(spec: JobSpec) -> dict[str, Any]:
         "script": spec.script,
         "image": spec.image,
         "env": Jsonb(dict(spec.env)),
-        "secret_env": Jsonb(dict(spec.secret_env)),
+        "secret_env": Jsonb(secret_env),
         "cpu_cores": res.cpu_cores,
         "memory_mb": res.memory_mb,
         "storage_mb": res.storage_mb,
@@ -155,15 +161,35 @@ def _spec_params(spec: JobSpec) -> dict[str, Any]:
 class JobRepository:
     """Every read and write of jobs, attempts and their audit events."""
 
-    def __init__(self, db: Database, retry: RetryPolicy | None = None, *, origin: str = "") -> None:
+    def __init__(
+        self,
+        db: Database,
+        retry: RetryPolicy | None = None,
+        *,
+        origin: str = "",
+        secrets: SecretBox | None = None,
+    ) -> None:
         self._db = db
         self._retry = retry or RetryPolicy()
+        # Seals secret values on insert and opens them only for the worker that runs the job.
+        self._secrets = secrets
         # Who is writing: the payload of the wake-ups it sends, so it can ignore its own.
         self.origin = origin or str(uuid.uuid4())
 
     async def insert(self, spec: JobSpec, actor: str) -> tuple[str, datetime]:
-        """Store a PENDING job with its JobCreated event; returns (id, created_at)."""
+        """Store a PENDING job with its JobCreated event; returns (id, created_at).
+
+        Raises:
+            FailedPreconditionError: the job has secret variables and there is no key to seal
+                them with (they are never stored in clear).
+        """
         job_id = str(uuid.uuid4())
+        if spec.secret_env and self._secrets is None:
+            raise FailedPreconditionError(
+                f"secret_env: secret variables need {KEY_SETTING} set on the server "
+                "(`hodei up` keeps one in its data directory)"
+            )
+        sealed = self._secrets.seal_all(job_id, spec.secret_env) if self._secrets else {}
         payload = {
             "name": spec.name,
             "command_type": spec.command_type.value,
@@ -172,7 +198,7 @@ class JobRepository:
             # Names only: secret values never reach the audit log.
             "secret_env": sorted(spec.secret_env),
         }
-        params = _spec_params(spec) | {
+        params = _spec_params(spec, sealed) | {
             "id": job_id,
             "actor": actor,
             "audit_payload": Jsonb(payload),
@@ -257,18 +283,47 @@ class JobRepository:
                 "process_shapes": Jsonb(runtimes.process_shapes()),
             },
         )
-        return [
-            ClaimedJob(job=job_from_row(row), first_sequence=row["last_log_sequence"] + 1)
-            for row in rows
-        ]
+        return await self._revealed(worker_id, rows)
 
     async def assigned_to(self, worker_id: str) -> list[ClaimedJob]:
         """Attempts given to the worker that it has not reported started."""
         rows = await self._db.fetch_all("worker_assigned_jobs", {"id": worker_id})
-        return [
-            ClaimedJob(job=job_from_row(row), first_sequence=row["last_log_sequence"] + 1)
-            for row in rows
-        ]
+        return await self._revealed(worker_id, rows)
+
+    async def _revealed(self, worker_id: str, rows: list[Row]) -> list[ClaimedJob]:
+        """The attempts for the worker with their secret values in clear: the one place they
+        are opened. An attempt whose secrets do not open fails with the reason instead."""
+        claimed = []
+        for row in rows:
+            job = job_from_row(row)
+            try:
+                secret_env = open_all(self._secrets, job.id, job.spec.secret_env)
+            except SecretUnreadableError as error:
+                log.warning("job %s attempt %d: %s", job.id, job.attempt, error)
+                await self._fail_attempt(worker_id, job, str(error))
+                continue
+            spec = dataclasses.replace(job.spec, secret_env=secret_env)
+            claimed.append(
+                ClaimedJob(
+                    job=dataclasses.replace(job, spec=spec),
+                    first_sequence=row["last_log_sequence"] + 1,
+                )
+            )
+        return claimed
+
+    async def _fail_attempt(self, worker_id: str, job: Job, reason: str) -> None:
+        """End an attempt the worker was never sent; retried or failed as the job allows."""
+        await self._finish_attempt(
+            worker_id=worker_id,
+            job_id=job.id,
+            attempt=job.attempt,
+            outcome=AttemptOutcome.FAILED,
+            exit_code=None,
+            error_message=reason,
+            finished_at=datetime.now(UTC),
+            log_truncated=False,
+            actor="system",
+        )
 
     async def mark_running(
         self,
@@ -330,7 +385,36 @@ class JobRepository:
         """
         if outcome is AttemptOutcome.LOST:
             raise InvalidTransitionError("a worker cannot report its own attempt as lost")
-        row = await self._db.fetch_one(
+        row = await self._finish_attempt(
+            worker_id=worker_id,
+            job_id=job_id,
+            attempt=attempt,
+            outcome=outcome,
+            exit_code=exit_code,
+            error_message=error_message,
+            finished_at=finished_at,
+            log_truncated=log_truncated,
+            actor=f"worker:{worker_id}",
+        )
+        if row is None:
+            await self._explain_refusal(worker_id, job_id, attempt, started=False)
+            return None
+        return JobState(row["state"])
+
+    async def _finish_attempt(
+        self,
+        *,
+        worker_id: str,
+        job_id: str,
+        attempt: int,
+        outcome: AttemptOutcome,
+        exit_code: int | None,
+        error_message: str,
+        finished_at: datetime,
+        log_truncated: bool,
+        actor: str,
+    ) -> Row | None:
+        return await self._db.fetch_one(
             "finish_job",
             {
                 "job_id": job_id,
@@ -342,15 +426,11 @@ class JobRepository:
                 "finished_at": finished_at,
                 "log_truncated": log_truncated,
                 "origin": self.origin,
-                "actor": f"worker:{worker_id}",
+                "actor": actor,
                 "retry_base_s": self._retry.base.total_seconds(),
                 "retry_cap_s": self._retry.cap.total_seconds(),
             },
         )
-        if row is None:
-            await self._explain_refusal(worker_id, job_id, attempt, started=False)
-            return None
-        return JobState(row["state"])
 
     async def _explain_refusal(
         self, worker_id: str, job_id: str, attempt: int, *, started: bool

@@ -22,7 +22,15 @@ JOB_EVENTS_CHANNEL = "hodei_job_events"
 LOGS_CHANNEL = "hodei_logs"
 CANCELS_CHANNEL = "hodei_cancels"
 PROVIDERS_CHANNEL = "hodei_providers"
-CHANNELS = (JOBS_CHANNEL, JOB_EVENTS_CHANNEL, LOGS_CHANNEL, CANCELS_CHANNEL, PROVIDERS_CHANNEL)
+TOKENS_CHANNEL = "hodei_tokens"  # a token was revoked: servers forget what they cached
+CHANNELS = (
+    JOBS_CHANNEL,
+    JOB_EVENTS_CHANNEL,
+    LOGS_CHANNEL,
+    CANCELS_CHANNEL,
+    PROVIDERS_CHANNEL,
+    TOKENS_CHANNEL,
+)
 
 
 class Watch:

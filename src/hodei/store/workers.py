@@ -260,6 +260,21 @@ class WorkerRepository:
             ready=frozenset(str(row["worker_id"]) for row in workers if row["state"] == "READY"),
         )
 
+    async def audit_refusal(
+        self, worker_id: str, job_id: str, attempt: int, kind: str, reason: str
+    ) -> None:
+        """WorkerReportRefused: the worker reported on an attempt that is not its own."""
+        await self._db.fetch_all(
+            "audit_worker_refusal",
+            {
+                "worker_id": worker_id,
+                "job_id": job_id[:64],
+                "attempt": attempt,
+                "kind": kind,
+                "reason": reason,
+            },
+        )
+
     async def release_idle(self, worker_id: str, reason: str) -> bool:
         """READY -> DRAINING with WorkerReleased, if the worker holds no job right now."""
         rows = await self._db.fetch_all("release_idle_worker", {"id": worker_id, "reason": reason})

@@ -31,6 +31,8 @@ from hodei.domain.jobs import CommandType, normalize_arch
 from hodei.domain.logs import LogChunk
 from hodei.domain.placement import PROCESS_RUNTIME
 from hodei.domain.states import JobState
+from hodei.tls import ClientTls
+from hodei.tls import channel as tls_channel
 from hodei.v1 import jobs_pb2, worker_pb2, worker_pb2_grpc
 from hodei.worker.capture import BatchLimits, LogBatcher, SecretMasker
 from hodei.worker.groups import GroupLedger
@@ -71,6 +73,8 @@ class AgentConfig:
     # How long, when stopping, to wait for the server to take what is still undelivered.
     delivery_timeout: timedelta = timedelta(seconds=30)
     batch_limits: BatchLimits = field(default_factory=BatchLimits)
+    # TLS to the server (its CA, our certificate for mutual TLS); None: plaintext.
+    tls: ClientTls | None = None
 
 
 def host_arch() -> str:
@@ -175,7 +179,7 @@ class WorkerAgent:
         request = worker_pb2.RegisterRequest(otp=self._config.otp, info=self.info())
         last_error: grpc.aio.AioRpcError | None = None
         for address in self._config.server_addresses:
-            async with grpc.aio.insecure_channel(address) as channel:
+            async with tls_channel(address, self._config.tls) as channel:
                 stub = worker_pb2_grpc.WorkerAgentServiceStub(channel)
                 try:
                     return await stub.Register(request, timeout=30)
@@ -197,7 +201,7 @@ class WorkerAgent:
         while True:
             address = self._next_address()
             try:
-                async with grpc.aio.insecure_channel(address) as channel:
+                async with tls_channel(address, self._config.tls) as channel:
                     stub = worker_pb2_grpc.WorkerAgentServiceStub(channel)
                     await self._session(stub, token)
                 if self._leaving:

@@ -7,6 +7,7 @@ from typing import Any
 
 from google.protobuf import struct_pb2, timestamp_pb2
 
+from hodei.domain.errors import ValidationError
 from hodei.domain.jobs import Job
 from hodei.domain.logs import LogChunk, LogLevel, LogRecord, LogStream
 from hodei.domain.states import JobState
@@ -33,7 +34,19 @@ def optional_timestamp(message: Any, field: str) -> datetime | None:
     """The datetime in a Timestamp field, or None when the field is unset."""
     if not message.HasField(field):
         return None
-    return from_timestamp(getattr(message, field))
+    try:
+        return from_timestamp(getattr(message, field))
+    except (ValueError, OverflowError):  # beyond what a datetime holds (years 1-9999)
+        raise ValidationError.single(field, "is not a valid timestamp") from None
+
+
+def _enum_name(enum: Any, value: int) -> str | int:
+    """The name of an enum value; an unknown value as it came, for the domain to refuse."""
+    try:
+        name: str = enum.Name(value)
+    except ValueError:
+        return value
+    return name
 
 
 def definition_to_dict(definition: jobs_pb2.JobDefinition) -> dict[str, Any]:
@@ -41,7 +54,7 @@ def definition_to_dict(definition: jobs_pb2.JobDefinition) -> dict[str, Any]:
     res, prefs = definition.resources, definition.preferences
     return {
         "name": definition.name,
-        "command_type": jobs_pb2.CommandType.Name(definition.command_type),
+        "command_type": _enum_name(jobs_pb2.CommandType, definition.command_type),
         "script": definition.script,
         "image": definition.image,
         "env": dict(definition.env),
@@ -58,7 +71,7 @@ def definition_to_dict(definition: jobs_pb2.JobDefinition) -> dict[str, Any]:
         "preferences": {
             "provider": prefs.provider,
             "region": prefs.region,
-            "priority": jobs_pb2.Priority.Name(prefs.priority),
+            "priority": _enum_name(jobs_pb2.Priority, prefs.priority),
             "allow_retry": prefs.allow_retry,
             "max_attempts": prefs.max_attempts,
         },
@@ -119,7 +132,11 @@ def job_to_proto(job: Job) -> jobs_pb2.Job:
 
 
 def job_state_from_proto(value: int) -> JobState:
-    return JobState(jobs_pb2.JobState.Name(value))  # type: ignore[arg-type]
+    """Raises ValidationError for a value that is not a job state."""
+    try:
+        return JobState(jobs_pb2.JobState.Name(value))  # type: ignore[arg-type]
+    except ValueError:
+        raise ValidationError.single("states", f"not a job state: {value}") from None
 
 
 def job_state_to_proto(state: JobState) -> jobs_pb2.JobState.ValueType:

@@ -10,6 +10,7 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 
+from hodei.domain.auth import PermissionDeniedError, RateLimitedError
 from hodei.domain.errors import (
     AuthenticationError,
     ConflictError,
@@ -29,6 +30,8 @@ _CODES: list[tuple[type[HodeiError], grpc.StatusCode]] = [
     (FailedPreconditionError, grpc.StatusCode.FAILED_PRECONDITION),
     (AuthenticationError, grpc.StatusCode.UNAUTHENTICATED),
     (UnavailableError, grpc.StatusCode.UNAVAILABLE),
+    (PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
+    (RateLimitedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
 ]
 
 
@@ -42,6 +45,8 @@ def status_for(error: HodeiError) -> grpc.StatusCode:
 
 async def abort_with(context: grpc.aio.ServicerContext[Any, Any], error: HodeiError) -> NoReturn:
     """End the call with the status that matches ``error`` and its message."""
+    if isinstance(error, RateLimitedError):
+        context.set_trailing_metadata((("retry-after", str(max(1, round(error.retry_after)))),))
     await context.abort(status_for(error), str(error))
     raise AssertionError("context.abort returned")  # pragma: no cover
 

@@ -9,7 +9,7 @@ from google.protobuf import json_format, struct_pb2
 from hodei.api.grpc import convert
 from hodei.api.grpc.errors import unary
 from hodei.api.grpc.servicers import Context
-from hodei.services import ANONYMOUS_ACTOR
+from hodei.api.principal import current_actor
 from hodei.services.providers import ProviderService, ProviderView
 from hodei.v1 import providers_pb2, providers_pb2_grpc
 
@@ -78,7 +78,7 @@ class ProviderManagementServicer(providers_pb2_grpc.ProviderManagementServiceSer
         self, request: providers_pb2.CreateProviderRequest, context: Context
     ) -> providers_pb2.Provider:
         raw = provider_from_proto(request.provider)
-        return provider_to_proto(await self._providers.create(raw, ANONYMOUS_ACTOR))
+        return provider_to_proto(await self._providers.create(raw, current_actor()))
 
     @unary
     async def UpdateProvider(
@@ -86,25 +86,25 @@ class ProviderManagementServicer(providers_pb2_grpc.ProviderManagementServiceSer
     ) -> providers_pb2.Provider:
         raw = provider_from_proto(request.provider)
         raw["name"] = raw["name"] or request.name
-        return provider_to_proto(await self._providers.update(request.name, raw, ANONYMOUS_ACTOR))
+        return provider_to_proto(await self._providers.update(request.name, raw, current_actor()))
 
     @unary
     async def EnableProvider(
         self, request: providers_pb2.SetProviderEnabledRequest, context: Context
     ) -> providers_pb2.Provider:
-        view = await self._providers.set_enabled(request.name, True, ANONYMOUS_ACTOR)
+        view = await self._providers.set_enabled(request.name, True, current_actor())
         return provider_to_proto(view)
 
     @unary
     async def DisableProvider(
         self, request: providers_pb2.SetProviderEnabledRequest, context: Context
     ) -> providers_pb2.Provider:
-        view = await self._providers.set_enabled(request.name, False, ANONYMOUS_ACTOR)
+        view = await self._providers.set_enabled(request.name, False, current_actor())
         return provider_to_proto(view)
 
     @unary
     async def DeleteProvider(
         self, request: providers_pb2.DeleteProviderRequest, context: Context
     ) -> providers_pb2.DeleteProviderResponse:
-        await self._providers.delete(request.name, ANONYMOUS_ACTOR)
+        await self._providers.delete(request.name, current_actor())
         return providers_pb2.DeleteProviderResponse()

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import grpc
 
 from hodei.api.grpc import convert
 from hodei.api.grpc.errors import streaming, unary
+from hodei.api.principal import current_actor
+from hodei.domain.errors import ValidationError, storable
 from hodei.domain.logs import LogLevel
-from hodei.services import ANONYMOUS_ACTOR
 from hodei.services.jobs import JobService
 from hodei.services.logs import LogService, selected
 from hodei.services.scheduler import SchedulerService
@@ -36,7 +37,7 @@ class JobExecutionServicer(jobs_pb2_grpc.JobExecutionServiceServicer):
     async def QueueJob(
         self, request: jobs_pb2.QueueJobRequest, context: Context
     ) -> jobs_pb2.QueueJobResponse:
-        job_id = await self._jobs.submit(convert.definition_to_dict(request.job), ANONYMOUS_ACTOR)
+        job_id = await self._jobs.submit(convert.definition_to_dict(request.job), current_actor())
         return jobs_pb2.QueueJobResponse(job_id=job_id)
 
     @unary
@@ -49,7 +50,7 @@ class JobExecutionServicer(jobs_pb2_grpc.JobExecutionServiceServicer):
     ) -> jobs_pb2.ListJobsResponse:
         job_filter = JobFilter(
             states=tuple(convert.job_state_from_proto(s) for s in request.states if s != 0),
-            name=request.name.strip(),
+            name=storable("name", request.name).strip(),
             created_after=convert.optional_timestamp(request, "created_after"),
             created_before=convert.optional_timestamp(request, "created_before"),
         )
@@ -61,7 +62,7 @@ class JobExecutionServicer(jobs_pb2_grpc.JobExecutionServiceServicer):
 
     @unary
     async def CancelJob(self, request: jobs_pb2.CancelJobRequest, context: Context) -> jobs_pb2.Job:
-        job = await self._jobs.cancel(parse_job_id(request.job_id), ANONYMOUS_ACTOR)
+        job = await self._jobs.cancel(parse_job_id(request.job_id), current_actor())
         return convert.job_to_proto(job)
 
     @streaming
@@ -70,6 +71,14 @@ class JobExecutionServicer(jobs_pb2_grpc.JobExecutionServiceServicer):
     ) -> AsyncIterator[jobs_pb2.JobEvent]:
         async for event, state in self._jobs.watch(parse_job_id(request.job_id)):
             yield convert.event_to_proto(event, state)
+
+
+def _levels(values: Iterable[int]) -> tuple[LogLevel, ...]:
+    """Raises ValidationError for a value that is not a log level."""
+    try:
+        return tuple(LogLevel(level) for level in values if level != 0)
+    except ValueError:
+        raise ValidationError.single("levels", "must be INFO, WARN or ERROR") from None
 
 
 class LogStreamServicer(logs_pb2_grpc.LogStreamServiceServicer):
@@ -99,8 +108,8 @@ class LogStreamServicer(logs_pb2_grpc.LogStreamServiceServicer):
         query = LogQuery(
             job_id=parse_job_id(request.job_id),
             after_sequence=max(request.from_sequence - 1, 0),
-            levels=tuple(LogLevel(level) for level in request.levels if level != 0),
-            contains=request.contains,
+            levels=_levels(request.levels),
+            contains=storable("contains", request.contains),
         )
         chunked = request.chunked and not query.filtered
         async for chunk in self._logs.follow(query, follow=request.follow):

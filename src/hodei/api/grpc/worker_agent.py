@@ -196,8 +196,9 @@ class WorkerAgentServicer(worker_pb2_grpc.WorkerAgentServiceServicer):
                 await self._workers.goodbye(session, message.goodbye.reason)
         except StaleAttemptError as error:
             ref = getattr(getattr(message, kind), "ref", worker_pb2.AttemptRef())
-            log.debug("refused %s from worker %s: %s", kind, session.worker_id, error)
+            log.info("refused %s from worker %s: %s", kind, session.worker_id, error)
             session.send(RejectCommand(ref.job_id, ref.attempt, str(error)))
+            await self._workers.report_refused(session, ref.job_id, ref.attempt, kind, str(error))
         except ValidationError as error:
             # A worker that breaks the protocol: refuse the message, so that it does not send
             # it again for ever; the attempt stops and, unreported, ends when its lease does.

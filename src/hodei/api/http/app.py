@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, FastAPI, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from hodei.api.http.auth import AuthMiddleware
 from hodei.api.http.metrics import metric_routes
 from hodei.api.http.models import (
     JobDefinition,
@@ -24,7 +25,9 @@ from hodei.api.http.models import (
     WorkerOut,
 )
 from hodei.api.http.providers import provider_routes
+from hodei.api.http.session import session_routes
 from hodei.api.http.web import mount_web
+from hodei.api.principal import current_actor
 from hodei.domain.errors import (
     AuthenticationError,
     ConflictError,
@@ -33,10 +36,10 @@ from hodei.domain.errors import (
     NotFoundError,
     UnavailableError,
     ValidationError,
+    storable,
 )
 from hodei.domain.logs import LogLevel, LogRecord
 from hodei.domain.states import JobState
-from hodei.services import ANONYMOUS_ACTOR
 from hodei.services.logs import selected
 from hodei.services.registry import Services
 from hodei.store.jobs import JobFilter, parse_job_id
@@ -53,6 +56,11 @@ _STATUS: list[tuple[type[HodeiError], int]] = [
 
 # RFC 6455: the endpoint refuses a message or request that breaks its rules.
 WS_POLICY_VIOLATION = 1008
+
+# Any operation: a request FastAPI cannot read (a JSON body that is not UTF-8) is answered 400.
+_UNREADABLE: dict[int | str, dict[str, object]] = {
+    400: {"model": Problem, "description": "The request could not be read, e.g. not UTF-8"},
+}
 
 _ERRORS: dict[int | str, dict[str, object]] = {
     404: {"model": Problem, "description": "No such job"},
@@ -111,7 +119,7 @@ def job_routes(services: Services) -> APIRouter:
     @router.post("/api/v1/jobs", status_code=201, tags=["jobs"], responses=_ERRORS)
     async def queue_job(definition: JobDefinition) -> QueueJobResponse:
         """Queue a job (QueueJob)."""
-        job_id = await services.jobs.submit(definition.model_dump(), ANONYMOUS_ACTOR)
+        job_id = await services.jobs.submit(definition.model_dump(), current_actor())
         return QueueJobResponse(job_id=job_id)
 
     @router.get("/api/v1/jobs", tags=["jobs"], responses=_ERRORS)
@@ -126,7 +134,7 @@ def job_routes(services: Services) -> APIRouter:
         """The job history, newest first (ListJobs)."""
         job_filter = JobFilter(
             states=tuple(JobState(s) for s in state or ()),
-            name=name.strip(),
+            name=storable("name", name).strip(),
             created_after=created_after,
             created_before=created_before,
         )
@@ -144,7 +152,7 @@ def job_routes(services: Services) -> APIRouter:
     @router.post("/api/v1/jobs/{job_id}/cancel", tags=["jobs"], responses=_ERRORS)
     async def cancel_job(job_id: str) -> JobOut:
         """Cancel a job (CancelJob)."""
-        return JobOut.from_job(await services.jobs.cancel(parse_job_id(job_id), ANONYMOUS_ACTOR))
+        return JobOut.from_job(await services.jobs.cancel(parse_job_id(job_id), current_actor()))
 
     return router
 
@@ -167,7 +175,7 @@ def log_routes(services: Services) -> APIRouter:
             after_sequence=after,
             limit=limit,
             levels=tuple(LogLevel[name] for name in level or ()),
-            contains=q,
+            contains=storable("q", q),
         )
         lines, finished = await services.logs.page(query)
         return LogPage(
@@ -217,7 +225,7 @@ def log_routes(services: Services) -> APIRouter:
                 job_id=parse_job_id(job_id),
                 after_sequence=max(from_sequence - 1, 0),
                 levels=tuple(LogLevel[name] for name in level or ()),
-                contains=q,
+                contains=storable("q", q),
             )
             async for chunk in services.logs.follow(query, follow=True):
                 if batch := selected(chunk, query):
@@ -266,6 +274,7 @@ def create_app(services: Services) -> FastAPI:
         openapi_url="/api/openapi.json",
         docs_url="/api/docs",
         redoc_url=None,
+        responses=_UNREADABLE,
     )
     app.add_exception_handler(HodeiError, _error_response)
     for routes in (
@@ -275,7 +284,9 @@ def create_app(services: Services) -> FastAPI:
         scheduler_routes,
         provider_routes,
         metric_routes,
+        session_routes,
     ):
         app.include_router(routes(services))
     mount_web(app)
+    app.add_middleware(AuthMiddleware, authenticator=services.auth)
     return app

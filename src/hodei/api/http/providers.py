@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from hodei.api.http.models import Problem, ProviderIn, ProviderOut
-from hodei.services import ANONYMOUS_ACTOR
+from hodei.api.principal import current_actor
+from hodei.domain.errors import storable
 from hodei.services.registry import Services
 
 _ERRORS: dict[int | str, dict[str, object]] = {
@@ -26,33 +27,37 @@ def provider_routes(services: Services) -> APIRouter:
 
     @router.get("/{name}")
     async def get_provider(name: str) -> ProviderOut:
-        return ProviderOut.from_view(await providers.get(name))
+        return ProviderOut.from_view(await providers.get(storable("name", name)))
 
     @router.post("", status_code=201)
     async def create_provider(body: ProviderIn) -> ProviderOut:
         """Add a provider (audited: ProviderCreated)."""
-        return ProviderOut.from_view(await providers.create(body.model_dump(), ANONYMOUS_ACTOR))
+        return ProviderOut.from_view(await providers.create(body.model_dump(), current_actor()))
 
     @router.put("/{name}")
     async def update_provider(name: str, body: ProviderIn) -> ProviderOut:
         """Change a provider's settings (audited: ProviderUpdated). The name cannot change."""
-        view = await providers.update(name, body.model_dump(), ANONYMOUS_ACTOR)
+        view = await providers.update(storable("name", name), body.model_dump(), current_actor())
         return ProviderOut.from_view(view)
 
     @router.post("/{name}/enable")
     async def enable_provider(name: str) -> ProviderOut:
         """Enable it: it starts its workers (audited: ProviderEnabled)."""
-        return ProviderOut.from_view(await providers.set_enabled(name, True, ANONYMOUS_ACTOR))
+        return ProviderOut.from_view(
+            await providers.set_enabled(storable("name", name), True, current_actor())
+        )
 
     @router.post("/{name}/disable")
     async def disable_provider(name: str) -> ProviderOut:
         """Disable it: it stops its workers (audited: ProviderDisabled)."""
-        return ProviderOut.from_view(await providers.set_enabled(name, False, ANONYMOUS_ACTOR))
+        return ProviderOut.from_view(
+            await providers.set_enabled(storable("name", name), False, current_actor())
+        )
 
     @router.delete("/{name}", status_code=204)
     async def delete_provider(name: str) -> Response:
         """Remove it (audited: ProviderDeleted)."""
-        await providers.delete(name, ANONYMOUS_ACTOR)
+        await providers.delete(storable("name", name), current_actor())
         return Response(status_code=204)
 
     return router

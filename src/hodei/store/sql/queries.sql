@@ -728,3 +728,55 @@ SELECT 'WorkerReleased', 'system', id::text,
        jsonb_build_object('state', 'DRAINING', 'reason', %(reason)s::text)
 FROM released
 RETURNING correlation_id;
+
+-- create_api_token --
+-- A new API token (its hash) and TokenCreated; nothing when the name is taken.
+WITH created AS (
+    INSERT INTO api_tokens (id, name, role, token_hash, created_by, expires_at)
+    VALUES (%(id)s, %(name)s, %(role)s, %(token_hash)s, %(actor)s, %(expires_at)s)
+    ON CONFLICT (name) DO NOTHING
+    RETURNING *
+), audit AS (
+    INSERT INTO audit_logs (event_type, actor, correlation_id, payload)
+    SELECT 'TokenCreated', %(actor)s, id::text,
+           jsonb_build_object('name', name, 'role', role, 'expires_at', expires_at)
+    FROM created
+)
+SELECT * FROM created;
+
+-- list_api_tokens --
+SELECT * FROM api_tokens ORDER BY created_at, name;
+
+-- find_api_token --
+-- The token with this hash, marked as used (at most once a minute, to spare the writes).
+WITH found AS (
+    SELECT * FROM api_tokens WHERE token_hash = %(token_hash)s
+), used AS (
+    UPDATE api_tokens SET last_used_at = clock_timestamp()
+    WHERE id = (SELECT id FROM found)
+      AND (last_used_at IS NULL OR last_used_at < clock_timestamp() - interval '1 minute')
+)
+SELECT found.*, clock_timestamp() AS now FROM found;
+
+-- revoke_api_token --
+-- Revoke a token by name; TokenRevoked. Nothing when it does not exist or was revoked already.
+WITH revoked AS (
+    UPDATE api_tokens SET revoked_at = clock_timestamp()
+    WHERE name = %(name)s AND revoked_at IS NULL
+    RETURNING *
+), audit AS (
+    INSERT INTO audit_logs (event_type, actor, correlation_id, payload)
+    SELECT 'TokenRevoked', %(actor)s, id::text, jsonb_build_object('name', name)
+    FROM revoked
+)
+SELECT revoked.*, pg_notify('hodei_tokens', revoked.id::text) AS notified FROM revoked;
+
+-- database_now --
+SELECT clock_timestamp() AS now;
+
+-- audit_worker_refusal --
+-- A worker reported on an attempt that is not its own (or no longer): refused, and recorded.
+INSERT INTO audit_logs (event_type, actor, correlation_id, payload)
+VALUES ('WorkerReportRefused', 'worker:' || %(worker_id)s::text, %(job_id)s::text,
+        jsonb_build_object('worker_id', %(worker_id)s::text, 'attempt', %(attempt)s::integer,
+                           'message', %(kind)s::text, 'reason', %(reason)s::text));

@@ -214,3 +214,15 @@ RETURNS interval LANGUAGE sql VOLATILE AS $$
     SELECT make_interval(secs => least(cap_s, base_s * power(2, greatest(attempt, 1) - 1))
                                  * (0.75 + random() * 0.5))
 $$;
+
+CREATE TABLE api_tokens (
+    id uuid PRIMARY KEY,
+    name text NOT NULL UNIQUE,
+    role text NOT NULL CHECK (role IN ('admin', 'operator', 'viewer')),
+    token_hash text NOT NULL UNIQUE,
+    created_by text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    expires_at timestamptz,
+    revoked_at timestamptz,
+    last_used_at timestamptz
+);
