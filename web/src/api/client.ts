@@ -1,7 +1,18 @@
 // A small fetch wrapper: JSON in and out, and every failure turned into an ApiError that says
 // what went wrong (HTTP status and the server's detail, or why the server could not be reached).
 
+import { csrfHeaders } from "./csrf";
+
 const REQUEST_TIMEOUT_MS = 15_000;
+const SESSION_PATH = "/api/v1/session";
+
+let onUnauthorized: (() => void) | undefined;
+
+/** What to do when the server answers 401 (no session, or it ended): show the login page. The
+ * session routes themselves are left to their callers (a refused login says why). */
+export function setUnauthorizedHandler(handler: (() => void) | undefined): void {
+  onUnauthorized = handler;
+}
 
 /** One rule a field breaks, as the server names it ("resources.cpu_cores"). */
 export interface FieldError {
@@ -90,9 +101,11 @@ async function request<T>(
     response = await fetch(path, {
       method,
       signal,
-      headers: body === undefined ? { Accept: "application/json" } : {
+      credentials: "same-origin",
+      headers: {
         Accept: "application/json",
-        "Content-Type": "application/json",
+        ...(body === undefined ? {} : { "Content-Type": "application/json" }),
+        ...csrfHeaders(method, document.cookie),
       },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
@@ -104,6 +117,7 @@ async function request<T>(
     }
     throw new ApiError(0, "the server could not be reached");
   }
+  if (response.status === 401 && !path.startsWith(SESSION_PATH)) onUnauthorized?.();
   try {
     if (response.status === 204) return undefined as T;
     const text = await response.text();

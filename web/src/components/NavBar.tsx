@@ -1,5 +1,9 @@
+import { useState, type ReactNode } from "react";
 import { Link, useLocation } from "react-router-dom";
-import type { ReactNode } from "react";
+import { describeError } from "../api/client";
+import type { Session } from "../api/session";
+import { can, type Action } from "../session/access";
+import { useSession } from "../session/SessionContext";
 
 interface NavItem {
   to: string;
@@ -7,6 +11,8 @@ interface NavItem {
   icon: ReactNode;
   /** Whether a path belongs to this item. */
   matches: (path: string) => boolean;
+  /** Shown only to roles that may take this action. */
+  needs?: Action;
 }
 
 const ICON_PROPS = {
@@ -55,6 +61,7 @@ const ITEMS: NavItem[] = [
     to: "/jobs/new",
     label: "New Job",
     matches: (p) => p === "/jobs/new",
+    needs: "submit-jobs",
     icon: (
       <svg {...ICON_PROPS}>
         <circle cx="12" cy="12" r="9" />
@@ -89,21 +96,54 @@ const ITEMS: NavItem[] = [
   },
 ];
 
+/** Who is logged in, with their role, and a way to log out (there is none in dev mode). */
+function Account({ session }: { session: Session }) {
+  const { logOut } = useSession();
+  const [error, setError] = useState("");
+  const onLogOut = async () => {
+    setError("");
+    try {
+      await logOut();
+    } catch (failure) {
+      setError(describeError(failure));
+    }
+  };
+  return (
+    <div className="account" data-testid="account">
+      <span className="account-who">
+        <span className="account-name">{session.actor}</span> <span className="account-role">{session.role}</span>
+      </span>
+      <button type="button" className="button button-ghost" onClick={onLogOut}>
+        Log out
+      </button>
+      {error && (
+        <span role="alert" className="field-error">
+          Could not log out: {error}
+        </span>
+      )}
+    </div>
+  );
+}
+
 /** The site navigation: a top bar on wide screens, a bottom tab bar on phones. */
 export function NavBar() {
   const { pathname } = useLocation();
+  const { state } = useSession();
+  if (state.status !== "in") {
+    return (
+      <header className="topbar">
+        <Brand />
+      </header>
+    );
+  }
+  const { session } = state;
+  const items = ITEMS.filter((item) => !item.needs || can(session.role, item.needs));
   return (
     <header className="topbar">
-      {/* Not a link: its name would clash with the "Jobs" and "Dashboard" links. */}
-      <span className="brand">
-        <span className="brand-mark" aria-hidden="true">
-          H
-        </span>
-        <span className="brand-name">Hodei Jobs</span>
-      </span>
+      <Brand />
       <nav aria-label="Main" className="nav">
         <ul>
-          {ITEMS.map((item) => {
+          {items.map((item) => {
             const active = item.matches(pathname);
             return (
               <li key={item.to}>
@@ -120,6 +160,19 @@ export function NavBar() {
           })}
         </ul>
       </nav>
+      {!session.dev_mode && <Account session={session} />}
     </header>
+  );
+}
+
+function Brand() {
+  // Not a link: its name would clash with the "Jobs" and "Dashboard" links.
+  return (
+    <span className="brand">
+      <span className="brand-mark" aria-hidden="true">
+        H
+      </span>
+      <span className="brand-name">Hodei Jobs</span>
+    </span>
   );
 }

@@ -7,6 +7,7 @@ import { LoadError, Loading } from "../components/Status";
 import { executionMs, formatAgo, formatDuration, formatMb, formatNumber } from "../lib/format";
 import { usePolled } from "../lib/usePolled";
 import { useTitle } from "../lib/useTitle";
+import { useCan } from "../session/SessionContext";
 
 const REFRESH_MS = 2000;
 
@@ -127,6 +128,7 @@ function RecentJobs({ jobs }: { jobs: JobOut[] }) {
 /** The overview: job counts, system health and the latest jobs, refreshed every 2 s. */
 export function Dashboard() {
   useTitle("Dashboard");
+  const maySubmit = useCan("submit-jobs");
   const queue = usePolled(getQueue, "queue", REFRESH_MS);
   const system = usePolled(getSystem, "system", REFRESH_MS);
   const workers = usePolled(getWorkers, "workers", REFRESH_MS);
@@ -171,9 +173,11 @@ export function Dashboard() {
         </section>
       </div>
 
-      <Link to="/jobs/new" className="fab" aria-label="New job">
-        <span aria-hidden="true">+</span>
-      </Link>
+      {maySubmit && (
+        <Link to="/jobs/new" className="fab" aria-label="New job">
+          <span aria-hidden="true">+</span>
+        </Link>
+      )}
     </div>
   );
 }

@@ -15,6 +15,7 @@ import { buildTimeline } from "../job/timeline";
 import { executionMs, formatDateTime, formatDuration, shortId } from "../lib/format";
 import { usePolled, type Polled } from "../lib/usePolled";
 import { useTitle } from "../lib/useTitle";
+import { useCan } from "../session/SessionContext";
 
 const POLL_MS = 1000;
 const LIVE_SAMPLES = 60;
@@ -87,6 +88,7 @@ export function JobPage() {
   const [confirming, setConfirming] = useState(false);
   const [cancelling, setCancelling] = useState(false);
   const [cancelError, setCancelError] = useState<unknown>(undefined);
+  const mayCancel = useCan("cancel-jobs");
 
   // Poll while the job lives; once it has ended, one more load catches its last events.
   const [ended, setEnded] = useState(false);
@@ -143,7 +145,7 @@ export function JobPage() {
         </div>
         <div className="head-actions">
           <StateBadge state={data.state} testId="job-state" />
-          {active && (
+          {active && mayCancel && (
             <button type="button" className="button button-danger" onClick={() => setConfirming(true)}>
               Cancel Job
             </button>

@@ -12,6 +12,7 @@ import { usePolled } from "../lib/usePolled";
 import { useTitle } from "../lib/useTitle";
 import { ProviderFormView } from "../providers/ProviderFormView";
 import { useProviderToggle } from "../providers/useToggle";
+import { useCan } from "../session/SessionContext";
 
 function Settings({ provider }: { provider: ProviderOut }) {
   const labels = new Map(SETTINGS[provider.type]?.map((s) => [s.key, s.label]) ?? []);
@@ -83,6 +84,7 @@ export function ProviderDetail() {
   const [confirmDelete, setConfirmDelete] = useState(false);
   const [deleting, setDeleting] = useState(false);
   const [deleteError, setDeleteError] = useState<unknown>(undefined);
+  const mayManage = useCan("manage-providers");
 
   if (!provider.data) {
     return (
@@ -122,12 +124,16 @@ export function ProviderDetail() {
         </div>
         <div className="head-actions">
           <StateBadge state={p.status} />
-          <button type="button" className="button" disabled={busy === p.name} onClick={() => toggle(p.name, !p.enabled)}>
-            {p.enabled ? "Disable" : "Enable"}
-          </button>
-          <button type="button" className="button button-danger" onClick={() => setConfirmDelete(true)}>
-            Delete
-          </button>
+          {mayManage && (
+            <>
+              <button type="button" className="button" disabled={busy === p.name} onClick={() => toggle(p.name, !p.enabled)}>
+                {p.enabled ? "Disable" : "Enable"}
+              </button>
+              <button type="button" className="button button-danger" onClick={() => setConfirmDelete(true)}>
+                Delete
+              </button>
+            </>
+          )}
         </div>
       </div>
       {provider.error !== undefined && <LoadError what="the provider's latest settings" error={provider.error} />}
@@ -153,18 +159,20 @@ export function ProviderDetail() {
         </section>
       </div>
 
-      <section className="card" aria-labelledby="edit-heading">
-        <h2 id="edit-heading">Edit</h2>
-        <ProviderFormView
-          key={String(p.enabled)}
-          mode="edit"
-          initial={formFromProvider(p)}
-          onSubmit={async (changed) => {
-            await updateProvider(p.name, changed);
-            provider.reload();
-          }}
-        />
-      </section>
+      {mayManage && (
+        <section className="card" aria-labelledby="edit-heading">
+          <h2 id="edit-heading">Edit</h2>
+          <ProviderFormView
+            key={String(p.enabled)}
+            mode="edit"
+            initial={formFromProvider(p)}
+            onSubmit={async (changed) => {
+              await updateProvider(p.name, changed);
+              provider.reload();
+            }}
+          />
+        </section>
+      )}
 
       {confirmDelete && (
         <ConfirmDialog

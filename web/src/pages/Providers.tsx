@@ -7,6 +7,7 @@ import { typeLabel } from "../forms/providerForm";
 import { usePolled } from "../lib/usePolled";
 import { useTitle } from "../lib/useTitle";
 import { useProviderToggle } from "../providers/useToggle";
+import { useCan } from "../session/SessionContext";
 
 const REFRESH_MS = 5000;
 
@@ -36,14 +37,17 @@ export function Providers() {
   useTitle("Providers");
   const providers = usePolled(listProviders, "providers", REFRESH_MS);
   const { busy, error, toggle } = useProviderToggle(providers.reload);
+  const mayManage = useCan("manage-providers");
 
   return (
     <div className="page">
       <div className="page-head">
         <h1>Providers</h1>
-        <Link to="/providers/new" className="button button-primary">
-          Add provider
-        </Link>
+        {mayManage && (
+          <Link to="/providers/new" className="button button-primary">
+            Add provider
+          </Link>
+        )}
       </div>
       {providers.error !== undefined && <LoadError what="the providers" error={providers.error} />}
       {error && <ActionError action={`${error.enable ? "enable" : "disable"} ${error.name}`} error={error.error} />}
@@ -60,9 +64,11 @@ export function Providers() {
                 <th scope="col">Status</th>
                 <th scope="col">Workers</th>
                 <th scope="col">Priority</th>
-                <th scope="col">
-                  <span className="sr-only">Action</span>
-                </th>
+                {mayManage && (
+                  <th scope="col">
+                    <span className="sr-only">Action</span>
+                  </th>
+                )}
               </tr>
             </thead>
             <tbody>
@@ -79,16 +85,18 @@ export function Providers() {
                     <WorkerBar provider={p} />
                   </td>
                   <td data-label="Priority">{p.priority}</td>
-                  <td data-label="Action">
-                    <button
-                      type="button"
-                      className="button"
-                      disabled={busy === p.name}
-                      onClick={() => toggle(p.name, !p.enabled)}
-                    >
-                      {p.enabled ? "Disable" : "Enable"}
-                    </button>
-                  </td>
+                  {mayManage && (
+                    <td data-label="Action">
+                      <button
+                        type="button"
+                        className="button"
+                        disabled={busy === p.name}
+                        onClick={() => toggle(p.name, !p.enabled)}
+                      >
+                        {p.enabled ? "Disable" : "Enable"}
+                      </button>
+                    </td>
+                  )}
                 </tr>
               ))}
             </tbody>
