@@ -157,6 +157,7 @@ def login(
     path = token_file()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a file that was there already keeps its mode otherwise
     with os.fdopen(fd, "w") as file:
         file.write(token + "\n")
     print_status(f"logged in to {server}; the token is kept in {path}")

@@ -20,7 +20,7 @@ import websockets
 
 from hodei.client import HodeiClient
 from hodei.domain.auth import Role
-from hodei.domain.errors import HodeiError
+from hodei.domain.errors import HodeiError, ValidationError
 from hodei.server import HodeiServer, ServerConfig
 from hodei.store.database import Database
 from hodei.store.tokens import TokenRepository
@@ -379,3 +379,44 @@ async def test_workers_need_their_one_time_token_and_report_only_their_own_attem
         assert [row["actor"] for row in rows] == [f"worker:{registered.worker_id}"]
         assert rows[0]["payload"]["message"] == "result"
         await hodei.client.cancel(job_id)
+
+
+async def test_dev_mode_answers_only_this_machines_own_pages(database_url: str) -> None:
+    """Dev mode makes a request without a token an admin: a page elsewhere must not be able to
+    borrow that (DNS rebinding sends its own name as Host; a cross-site form sends its Origin)."""
+    async with running_hodei(database_url) as hodei:  # dev mode
+        job = {"name": "x", "script": "true"}
+        rebound = await hodei.http.post(
+            "/api/v1/jobs", json=job, headers={"host": "rebind.attacker.example:8080"}
+        )
+        assert rebound.status_code == 403
+        assert "dev mode answers only requests addressed to 127.0.0.1" in rebound.json()["detail"]
+        cross_site = await hodei.http.post(
+            "/api/v1/jobs", json=job, headers={"origin": "http://attacker.example"}
+        )
+        assert cross_site.status_code == 403
+        assert cross_site.json() == {
+            "detail": "a request from http://attacker.example may not act on this server"
+        }
+        own_page = f"http://127.0.0.1:{hodei.config.http_port}"
+        assert (
+            await hodei.http.post("/api/v1/jobs", json=job, headers={"origin": own_page})
+        ).status_code == 201
+        done = await hodei.wait_final(await hodei.client.queue(shell("echo hi")))
+        url = f"ws://127.0.0.1:{hodei.config.http_port}/api/v1/jobs/{done.id}/logs/stream"
+        with pytest.raises(websockets.exceptions.InvalidStatus):
+            async with websockets.connect(url, origin="http://attacker.example"):  # type: ignore[arg-type]
+                pass
+
+
+async def test_token_names_and_shapes_are_checked(database_url: str) -> None:
+    for name in ("system", "ops\n", "has space"):
+        with pytest.raises(ValidationError):
+            await make_token(database_url, name, Role.ADMIN)
+    async with running_hodei(database_url, dev_mode=False) as hodei:
+        for junk in ("x" * 5000, "hodei_" + "y" * 200, "not-ours"):
+            refused = await grpc_refusal(hodei, junk)
+            assert (refused.code(), refused.details()) == (
+                grpc.StatusCode.UNAUTHENTICATED,
+                "unknown token",
+            )

@@ -76,7 +76,10 @@ def token_hash(token: str) -> str:
 
 
 def check_token_name(name: str) -> str:
-    if not _TOKEN_NAME.match(name):
+    """The name is the audit actor of what the token does: plain, and not the server's own."""
+    if name.lower() == "system":
+        raise ValidationError.single("name", "'system' is the server's own actor name")
+    if not _TOKEN_NAME.fullmatch(name):
         raise ValidationError.single(
             "name", "1-64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit"
         )

@@ -21,6 +21,8 @@ from hodei.worker.agent import host_arch
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_SECONDS = 20.0
+# The server's own secrets: a worker (and so a job that reads its environment) never gets them.
+_SERVER_ONLY = frozenset({"HODEI_SECRET_KEY", "HODEI_DATABASE_URL", "HODEI_TOKEN"})
 # A worker that dies sooner than this after starting is replaced only after a pause.
 FLAPPING_SECONDS = 5.0
 
@@ -84,8 +86,9 @@ class WorkerProcesses:
             OSError: the process could not start.
         """
         token = await self._context.create_token(worker_id, self._provider)
+        inherited = {k: v for k, v in os.environ.items() if k not in _SERVER_ONLY}
         env = (
-            os.environ
+            inherited
             | dict(self._context.worker_env)
             | {
                 "HODEI_SERVER_ADDRESS": self._context.server_address,

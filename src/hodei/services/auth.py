@@ -8,9 +8,11 @@ from datetime import UTC, datetime
 
 from hodei.domain.auth import (
     DEV_TOKEN_PREFIX,
+    TOKEN_PREFIX,
     Principal,
     RateLimitedError,
     Role,
+    token_hash,
 )
 from hodei.domain.errors import AuthenticationError
 from hodei.store.tokens import FoundToken, TokenRepository
@@ -19,6 +21,7 @@ from hodei.store.tokens import FoundToken, TokenRepository
 # effect within it; on this server at once).
 CACHE_SECONDS = 5.0
 DEV_ACTOR = "dev:local"  # dev mode, no token
+MAX_TOKEN_CHARS = 100  # ours are 49
 
 
 @dataclass
@@ -41,7 +44,8 @@ class Authenticator:
     ) -> None:
         self._tokens = tokens
         self.dev_mode = dev_mode
-        self._cache: dict[str, tuple[float, FoundToken | None]] = {}
+        self._cache: dict[str, tuple[float, FoundToken | None]] = {}  # by token hash
+        self._generation = 0
         self._rate = submit_rate_per_minute / 60.0
         self._burst = float(submit_burst or max(1, int(submit_rate_per_minute)))
         self._limit_admins = limit_admins
@@ -68,6 +72,8 @@ class Authenticator:
                     "dev tokens are accepted only in dev mode (HODEI_DEV_MODE=1)"
                 )
             return Principal(f"dev:{token.removeprefix(DEV_TOKEN_PREFIX) or 'local'}", Role.ADMIN)
+        if not token.startswith(TOKEN_PREFIX) or len(token) > MAX_TOKEN_CHARS:
+            raise AuthenticationError("unknown token")  # not one of ours: no lookup, no cache
         found = await self._find(token)
         if found is None:
             raise AuthenticationError("unknown token")
@@ -82,17 +88,21 @@ class Authenticator:
 
     async def _find(self, token: str) -> FoundToken | None:
         now = time.monotonic()
-        cached = self._cache.get(token)
+        key = token_hash(token)
+        cached = self._cache.get(key)
         if cached is not None and now - cached[0] < CACHE_SECONDS:
             return cached[1]
+        generation = self._generation
         found = await self._tokens.find(token)
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[token] = (now, found)
+        if generation == self._generation:  # no revoke arrived while it was read
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[key] = (now, found)
         return found
 
     def forget(self) -> None:
-        """Drop every cached token (one was revoked here)."""
+        """Drop every cached token (one was revoked), and any lookup still under way."""
+        self._generation += 1
         self._cache.clear()
 
     def check_submit_rate(self, principal: Principal) -> None:

@@ -26,7 +26,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _PUBLIC_API = ("/api/openapi.json", "/api/docs")
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
-_CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
 
 
 def required_role(method: str, path: str) -> Role | None:
@@ -62,7 +62,12 @@ class AuthMiddleware:
             await self._app(scope, receive, send)
             return
         try:
-            principal = await self._auth.authenticate(_credentials(scope, method))
+            credentials = _credentials(scope, method)
+            if credentials is None and self._auth.dev_mode:
+                _check_dev_request(scope, method)
+            if scope["type"] == "websocket":
+                _check_same_origin(scope)
+            principal = await self._auth.authenticate(credentials)
             principal.require(role, f"{method} {path}")
             if method == "POST" and path.rstrip("/") == "/api/v1/jobs":
                 self._auth.check_submit_rate(principal)
@@ -83,12 +88,42 @@ def _credentials(scope: Scope, method: str) -> str | None:
     session = cookies.get(SESSION_COOKIE)
     if not session:
         return None
-    if method in _CHANGES:
+    if method not in _READS:
         expected = cookies.get(CSRF_COOKIE, "")
         sent = _header(scope, CSRF_HEADER.encode()) or ""
         if not expected or not secrets.compare_digest(sent.encode(), expected.encode()):
             raise PermissionDeniedError("missing or wrong CSRF token")
     return bearer(session)
+
+
+def _host_name(host: str) -> str:
+    """``localhost`` of ``localhost:8080``, ``[::1]`` of ``[::1]:8080``."""
+    if host.startswith("["):
+        return host[: host.find("]") + 1]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _check_dev_request(scope: Scope, method: str) -> None:
+    """Dev mode admits a request with no credentials as an admin: only when it was addressed to
+    a loopback name (a page whose name an attacker re-pointed at 127.0.0.1 sends its own name
+    as Host) and, for a change, came from this server's own pages (Origin)."""
+    host = (_header(scope, b"host") or "").strip().lower()
+    if _host_name(host) not in _LOOPBACK_NAMES:
+        raise PermissionDeniedError(
+            "dev mode answers only requests addressed to 127.0.0.1 or localhost; use an API token"
+        )
+    if method not in _READS or scope["type"] == "websocket":
+        _check_same_origin(scope)
+
+
+def _check_same_origin(scope: Scope) -> None:
+    """A browser names the page that sent a request in Origin: it must be this server."""
+    origin = _header(scope, b"origin")
+    if origin is None:
+        return  # not a browser
+    host = (_header(scope, b"host") or "").strip().lower()
+    if origin.strip().lower().split("://", 1)[-1].rstrip("/") != host:
+        raise PermissionDeniedError(f"a request from {origin} may not act on this server")
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
