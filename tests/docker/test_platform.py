@@ -19,7 +19,7 @@ import pytest
 
 from hodei.client import HodeiClient
 from hodei.domain.providers import ProviderConfig, ProviderType
-from hodei.server import HodeiServer, ServerConfig
+from hodei.server import HodeiServer
 from hodei.services.workers import WorkerProtocolConfig
 from hodei.store.database import Database
 from hodei.store.providers import ProviderRepository
@@ -27,7 +27,7 @@ from hodei.v1 import jobs_pb2, scheduler_pb2
 from hodei.worker.containers import LABEL_PID
 from tests.docker_engine import DockerEngine, TestImages, job_containers
 from tests.integration.conftest import database_url, postgres, traversable_tmpdir  # noqa: F401
-from tests.integration.harness import FINAL, eventually, free_port, shell
+from tests.integration.harness import FINAL, config_for_a_test, eventually, shell
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -90,7 +90,6 @@ async def platform(
     config: dict[str, Any] | None = None,
 ) -> AsyncIterator[Platform]:
     data_dir = traversable_tmpdir("hodei-docker-it-")
-    grpc_port, http_port = free_port(), free_port()
     db = await Database.connect(database_url, min_size=1, max_size=2)
     providers = ProviderRepository(db)
     await providers.upsert(
@@ -117,12 +116,9 @@ async def platform(
             actor="test",
         )
     server = HodeiServer(
-        ServerConfig(
-            dev_mode=True,  # no tokens: these tests are not about authentication
-            database_url=database_url,
-            data_dir=data_dir,
-            grpc_port=grpc_port,
-            http_port=http_port,
+        config_for_a_test(
+            database_url,
+            data_dir,
             protocol=WorkerProtocolConfig(
                 heartbeat_interval=timedelta(seconds=1),
                 lease_ttl=timedelta(seconds=3),
@@ -131,6 +127,7 @@ async def platform(
             timeout_grace=timedelta(seconds=5),
         )
     )
+    grpc_port = server.config.grpc_port
     try:
         await server.start()
         async with HodeiClient(f"127.0.0.1:{grpc_port}") as client:

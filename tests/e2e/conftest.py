@@ -28,6 +28,7 @@ from typing import Any
 
 import psutil
 import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 
 def _program(name: str) -> str:
@@ -490,3 +491,50 @@ def pytest_runtest_makereport(
         for instance in _instances_of(item):
             report.sections.append((f"hodei up log ({instance.address})", instance.log_tail()))
     return report
+
+
+# The browser tests' Chromium (test_web_ui.py, test_web_login.py).
+CHROMIUM = os.environ.get("HODEI_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 800}
+SCREENSHOTS = Path(
+    os.environ.get("HODEI_SCREENSHOT_DIR") or Path(__file__).parents[2] / "docs" / "screenshots"
+)
+UI_TIMEOUT_MS = 20_000
+expect.set_options(timeout=UI_TIMEOUT_MS)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"no Chromium at {CHROMIUM}: `make test` installs it (apt-get chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport=DESKTOP)  # type: ignore[arg-type]
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        yield page
+    finally:
+        context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"

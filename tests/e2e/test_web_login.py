@@ -15,13 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from conftest import GRPCURL, HODEI, HodeiUp, new_data_dir, product_env, run
-from playwright.sync_api import Browser, Page, expect
-from test_web_ui import DESKTOP, PHONE, SCREENSHOTS, UI_TIMEOUT_MS, base, browser, screenshot
+from conftest import GRPCURL, HODEI, PHONE, SCREENSHOTS, HodeiUp, new_data_dir, product_env, run
+from playwright.sync_api import Page, expect
+from test_web_ui import base, screenshot
 
 pytestmark = pytest.mark.e2e
-
-__all__ = ["browser"]  # the fixture, shared with test_web_ui
 
 
 @dataclass
@@ -79,20 +77,6 @@ def secured() -> Iterator[SecuredHodeiUp]:
     finally:
         instance.kill()
         shutil.rmtree(instance.data_dir, ignore_errors=True)
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport=DESKTOP)  # type: ignore[arg-type]
-    context.set_default_timeout(UI_TIMEOUT_MS)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    try:
-        yield page
-    finally:
-        context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
 
 
 def api(hodei: SecuredHodeiUp, method: str, path: str, body: object = None) -> Any:

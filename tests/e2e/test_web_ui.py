@@ -7,63 +7,15 @@ and desktop width, writing a screenshot of each (``docs/screenshots``, or
 from __future__ import annotations
 
 import json
-import os
 import re
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import HodeiUp
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from conftest import DESKTOP, PHONE, SCREENSHOTS, UI_TIMEOUT_MS, HodeiUp
+from playwright.sync_api import Browser, Page, expect
 
 pytestmark = pytest.mark.e2e
-
-CHROMIUM = os.environ.get("HODEI_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1280, "height": 800}
-SCREENSHOTS = Path(
-    os.environ.get("HODEI_SCREENSHOT_DIR") or Path(__file__).parents[2] / "docs" / "screenshots"
-)
-UI_TIMEOUT_MS = 20_000
-expect.set_options(timeout=UI_TIMEOUT_MS)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"no Chromium at {CHROMIUM}: `make test` installs it (apt-get chromium)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport=DESKTOP)  # type: ignore[arg-type]
-    context.set_default_timeout(UI_TIMEOUT_MS)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    try:
-        yield page
-    finally:
-        context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
 
 
 def base(hodei: HodeiUp) -> str:

@@ -20,6 +20,7 @@ import httpx
 
 from hodei.client import HodeiClient
 from hodei.domain.auth import Role
+from hodei.domain.workers import WorkerInfo, WorkerState
 from hodei.server import HodeiServer, ServerConfig
 from hodei.services.workers import WorkerProtocolConfig
 from hodei.store.database import Database
@@ -92,23 +93,29 @@ def shell(script: str, **fields: Any) -> jobs_pb2.JobDefinition:
     return jobs_pb2.JobDefinition(name=fields.pop("name", script[:40]), script=script, **fields)
 
 
-@contextlib.asynccontextmanager
-async def running_hodei(database_url: str, **overrides: Any) -> AsyncIterator[Running]:
-    """A server on free ports with one in-process worker agent (4 CPUs, 8 GB)."""
-    data_dir = traversable_tmpdir("hodei-it-server-")
-    grpc_port, http_port = free_port(), free_port()
+def config_for_a_test(database_url: str, data_dir: Path, **overrides: Any) -> ServerConfig:
+    """A server for one test: free ports, dev mode (no tokens, unless a test turns it off), a
+    fresh secret key, heartbeats every second; ``overrides`` replace any of it."""
     config = ServerConfig(
-        dev_mode=True,  # no tokens, unless a test turns dev mode off
-        secret_box=SecretBox(os.urandom(32)),  # secret variables are encrypted at rest
+        dev_mode=True,
+        secret_box=SecretBox(os.urandom(32)),
         database_url=database_url,
         data_dir=data_dir,
-        grpc_port=grpc_port,
-        http_port=http_port,
+        grpc_port=free_port(),
+        http_port=free_port(),
         protocol=WorkerProtocolConfig(
             heartbeat_interval=timedelta(seconds=1), cancel_grace=timedelta(seconds=2)
         ),
     )
-    config = dataclasses.replace(config, **overrides)
+    return dataclasses.replace(config, **overrides)
+
+
+@contextlib.asynccontextmanager
+async def running_hodei(database_url: str, **overrides: Any) -> AsyncIterator[Running]:
+    """A server on free ports with one in-process worker agent (4 CPUs, 8 GB)."""
+    data_dir = traversable_tmpdir("hodei-it-server-")
+    config = config_for_a_test(database_url, data_dir, **overrides)
+    grpc_port, http_port = config.grpc_port, config.http_port
     server = HodeiServer(config)
     running: Running | None = None
     await server.start()
@@ -157,3 +164,24 @@ async def running_hodei(database_url: str, **overrides: Any) -> AsyncIterator[Ru
         # A test may have restarted the server: stop the one in use now.
         await (running.server if running is not None else server).stop()
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def ready_worker(db: Database, cpu: float = 2, memory: int = 4096, **info: Any) -> str:
+    """A registered READY worker (no agent behind it) for store-level tests; its id."""
+    workers = WorkerRepository(db)
+    otp = await workers.create_bootstrap_token("local", timedelta(minutes=5))
+    registration = await workers.register(
+        otp,
+        WorkerInfo(
+            hostname="h",
+            arch="x86_64",
+            runtime="process",
+            cpu_cores=cpu,
+            memory_mb=memory,
+            region=info.get("region", "local"),
+        ),
+    )
+    await workers.set_state(
+        registration.worker_id, WorkerState.READY, event_type="WorkerConnected", actor="test"
+    )
+    return registration.worker_id

@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import time
-from datetime import timedelta
 from pathlib import Path
 
 import psutil
@@ -15,14 +14,13 @@ import pytest
 
 from hodei.client import HodeiClient
 from hodei.domain.providers import ProviderConfig, ProviderType
-from hodei.server import HodeiServer, ServerConfig
-from hodei.services.workers import WorkerProtocolConfig
+from hodei.server import HodeiServer
 from hodei.store.database import Database
 from hodei.store.providers import ProviderRepository
 from hodei.v1 import jobs_pb2, scheduler_pb2
 
 from .conftest import traversable_tmpdir
-from .harness import free_port
+from .harness import config_for_a_test
 
 pytestmark = pytest.mark.integration
 
@@ -67,17 +65,8 @@ async def test_the_pool_is_kept_and_a_dead_worker_is_replaced(database_url: str)
     finally:
         await db.close()
     data_dir = traversable_tmpdir("hodei-it-local-")
-    grpc_port = free_port()
-    server = HodeiServer(
-        ServerConfig(
-            dev_mode=True,  # no tokens: these tests are not about authentication
-            database_url=database_url,
-            data_dir=data_dir,
-            grpc_port=grpc_port,
-            http_port=free_port(),
-            protocol=WorkerProtocolConfig(heartbeat_interval=timedelta(seconds=1)),
-        )
-    )
+    server = HodeiServer(config_for_a_test(database_url, data_dir))
+    grpc_port = server.config.grpc_port
     me = psutil.Process(os.getpid())
     try:
         await server.start()

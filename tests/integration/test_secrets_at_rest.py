@@ -15,14 +15,12 @@ import pytest_asyncio
 from hodei.domain.errors import FailedPreconditionError
 from hodei.domain.jobs import JobSpec, parse_job_spec
 from hodei.domain.states import JobState
-from hodei.domain.workers import WorkerInfo, WorkerState
 from hodei.store.database import Database
 from hodei.store.jobs import JobFilter, JobRepository
 from hodei.store.secrets import SecretBox
-from hodei.store.workers import WorkerRepository
 from hodei.v1 import jobs_pb2
 
-from .harness import Running, running_hodei, shell
+from .harness import Running, ready_worker, running_hodei, shell
 
 pytestmark = pytest.mark.integration
 LEASE = timedelta(seconds=30)
@@ -89,31 +87,11 @@ def spec(**fields: Any) -> JobSpec:
     )
 
 
-async def ready_worker(db: Database) -> str:
-    workers = WorkerRepository(db)
-    otp = await workers.create_bootstrap_token("local", timedelta(minutes=5))
-    registration = await workers.register(
-        otp,
-        WorkerInfo(
-            hostname="h",
-            arch="x86_64",
-            runtime="process",
-            cpu_cores=8,
-            memory_mb=8192,
-            region="local",
-        ),
-    )
-    await workers.set_state(
-        registration.worker_id, WorkerState.READY, event_type="WorkerConnected", actor="test"
-    )
-    return registration.worker_id
-
-
 async def test_the_worker_gets_the_values_in_clear_again_after_a_reconnect(db: Database) -> None:
     jobs = JobRepository(db, secrets=SecretBox(os.urandom(32)))
     job_id, _ = await jobs.insert(spec(secret_env={"API_TOKEN": SECRET}), "t")
     assert (await jobs.get(job_id)).spec.secret_env["API_TOKEN"].startswith("enc:v1:")
-    worker = await ready_worker(db)
+    worker = await ready_worker(db, cpu=8, memory=8192)
     claimed = await jobs.claim(worker, LEASE)
     assert claimed is not None
     assert claimed.job.spec.secret_env == {"API_TOKEN": SECRET}
@@ -125,7 +103,7 @@ async def test_a_value_that_does_not_open_fails_the_attempt_with_the_reason(db: 
     sealed_by = JobRepository(db, secrets=SecretBox(os.urandom(32)))
     job_id, _ = await sealed_by.insert(spec(secret_env={"API_TOKEN": SECRET}), "t")
     other_key = JobRepository(db, secrets=SecretBox(os.urandom(32)))
-    worker = await ready_worker(db)
+    worker = await ready_worker(db, cpu=8, memory=8192)
     assert await other_key.claim(worker, LEASE) is None
     job = await other_key.get(job_id)
     assert job.state is JobState.FAILED
@@ -154,7 +132,7 @@ async def test_a_value_moved_from_another_job_does_not_open(db: Database) -> Non
         source,
         target,
     )
-    worker = await ready_worker(db)
+    worker = await ready_worker(db, cpu=8, memory=8192)
     assert await jobs.claim(worker, LEASE) is None  # the target first: it is HIGH priority
     claimed = await jobs.claim(worker, LEASE)
     assert claimed is not None
@@ -171,7 +149,7 @@ async def test_a_value_stored_in_clear_before_encryption_still_runs(db: Database
     await set_secret_env(
         db, """UPDATE jobs SET secret_env = '{"API_TOKEN": "old-plain"}' WHERE id = %s""", job_id
     )
-    worker = await ready_worker(db)
+    worker = await ready_worker(db, cpu=8, memory=8192)
     claimed = await jobs.claim(worker, LEASE)
     assert claimed is not None
     assert claimed.job.spec.secret_env == {"API_TOKEN": "old-plain"}

@@ -14,11 +14,13 @@ from hodei.domain.jobs import JobSpec, parse_job_spec
 from hodei.domain.logs import LogLevel, LogRecord, LogStream, epoch_ns
 from hodei.domain.retries import AttemptOutcome
 from hodei.domain.states import JobState
-from hodei.domain.workers import WorkerInfo, WorkerState
+from hodei.domain.workers import WorkerInfo
 from hodei.store.database import Database
 from hodei.store.jobs import JobFilter, JobRepository, PageCursor
 from hodei.store.logs import LogQuery, LogRepository
 from hodei.store.workers import WorkerRepository
+
+from .harness import ready_worker
 
 pytestmark = pytest.mark.integration
 LEASE = timedelta(seconds=30)
@@ -26,26 +28,6 @@ LEASE = timedelta(seconds=30)
 
 def spec(name: str = "job", **fields: Any) -> JobSpec:
     return parse_job_spec({"name": name, "script": "true"} | fields)
-
-
-async def ready_worker(db: Database, cpu: float = 2, memory: int = 4096, **info: Any) -> str:
-    workers = WorkerRepository(db)
-    otp = await workers.create_bootstrap_token("local", timedelta(minutes=5))
-    registration = await workers.register(
-        otp,
-        WorkerInfo(
-            hostname="h",
-            arch="x86_64",
-            runtime="process",
-            cpu_cores=cpu,
-            memory_mb=memory,
-            region=info.get("region", "local"),
-        ),
-    )
-    await workers.set_state(
-        registration.worker_id, WorkerState.READY, event_type="WorkerConnected", actor="test"
-    )
-    return registration.worker_id
 
 
 async def test_claims_follow_priority_then_age(db: Database) -> None:

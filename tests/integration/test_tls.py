@@ -23,7 +23,6 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from hodei.client import HodeiClient
 from hodei.server import HodeiServer, ServerConfig
-from hodei.services.workers import WorkerProtocolConfig
 from hodei.store.database import Database
 from hodei.store.workers import WorkerRepository
 from hodei.tls import ClientTls, ServerTls
@@ -32,7 +31,7 @@ from hodei.worker.agent import AgentConfig, WorkerAgent
 from hodei.worker.runtime import ProcessRuntime
 
 from .conftest import traversable_tmpdir
-from .harness import FINAL, eventually, free_port, shell
+from .harness import FINAL, config_for_a_test, eventually, shell
 
 pytestmark = pytest.mark.integration
 
@@ -127,15 +126,7 @@ def pki(tmp_path: Path) -> Pki:
 @contextlib.asynccontextmanager
 async def tls_server(database_url: str, tls: ServerTls) -> AsyncIterator[ServerConfig]:
     data_dir = traversable_tmpdir("hodei-it-tls-")
-    config = ServerConfig(
-        dev_mode=True,  # this test is about the transport, not tokens
-        database_url=database_url,
-        data_dir=data_dir,
-        grpc_port=free_port(),
-        http_port=free_port(),
-        protocol=WorkerProtocolConfig(heartbeat_interval=timedelta(seconds=1)),
-        tls=tls,
-    )
+    config = config_for_a_test(database_url, data_dir, tls=tls)  # dev mode: no tokens
     server = HodeiServer(config)
     await server.start()
     try:
